@@ -1,0 +1,190 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { pino, type Logger } from 'pino';
+import { AlarmPolicy, ControllerEnv, type Telemetry } from '../../schemas/src/index.js';
+import { createAlarmEngine } from './alarms.js';
+import { createAuth } from './auth.js';
+import type { BrokerAccounts } from './broker/accounts.js';
+import { createEmbeddedBroker, type EmbeddedBroker } from './broker/embedded.js';
+import { createCommands } from './commands.js';
+import { createEnvelopeFactory } from './envelope.js';
+import { createEventBus } from './event-bus.js';
+import { createFleetLink, type FleetLink } from './fleet-link.js';
+import { buildApp } from './http/app.js';
+import { newSecret } from './secrets.js';
+import { openDb } from './store/db.js';
+import { createStore } from './store/store.js';
+import { createWebhooks } from './webhooks.js';
+import type { NodeCacheEntry, Services } from './services.js';
+
+export interface ControllerOptions {
+  env?: Partial<Record<keyof ControllerEnv, string | number>>;
+  alarmPolicy?: Partial<AlarmPolicy>;
+  log?: Logger;
+  now?: () => number;
+  /** Raw telemetry kept at full rate this long, then folded into rollups. */
+  telemetryRawRetentionMs?: number;
+  telemetryBucketMs?: number;
+  /** External broker mode: how node accounts are written (Mosquitto dynamic security). */
+  externalAccounts?: (client: { url: string }) => Promise<BrokerAccounts>;
+  /** Embedded mode: how long after start a node that was online before may take to reconnect. */
+  commandTtlMs?: number;
+}
+
+
+export function loadEnv(env: Record<string, string | number | undefined>): ControllerEnv {
+  const r = ControllerEnv.safeParse(env);
+  if (!r.success) {
+    const msg = r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new Error(`invalid configuration: ${msg}`);
+  }
+  return r.data;
+}
+
+/** Composition root: construct parts, start them one by one (named in logs), stop in reverse. */
+export async function createController(opts: ControllerOptions = {}) {
+  const raw: Record<string, string | number | undefined> = {};
+  for (const [k, v] of Object.entries(process.env)) if (k.startsWith('RADIO_')) raw[k] = v;
+  const config = loadEnv({ ...raw, ...(opts.env ?? {}) });
+  const policy = AlarmPolicy.parse(opts.alarmPolicy ?? {});
+  const now = opts.now ?? (() => performance.timeOrigin + performance.now());
+  const nowInt = () => Math.floor(now());
+  const log = opts.log ?? pino({ level: config.RADIO_LOG_LEVEL });
+  const dataDir = path.resolve(config.RADIO_DATA_DIR);
+  fs.mkdirSync(dataDir, { recursive: true });
+
+  const db = openDb(path.join(dataDir, 'radio.db'));
+  const store = createStore(db);
+  store.ensureCommune(config.RADIO_COMMUNE_ID, config.RADIO_COMMUNE_NAME, nowInt());
+  const bus = createEventBus();
+  const envelope = createEnvelopeFactory(now);
+  const auth = createAuth({ store, log: log.child({ component: 'auth' }), now: nowInt, defaultCommuneId: config.RADIO_COMMUNE_ID });
+
+  // In-memory view of nodes for O(1) hot-path lookups (broker hooks, message handlers).
+  const nodes = new Map<string, NodeCacheEntry>();
+  const refreshNode = (id: string) => {
+    const n = store.getNodeAny(id);
+    if (!n) { nodes.delete(id); return; }
+    const prev = nodes.get(id);
+    nodes.set(id, { communeId: n.communeId, zoneId: n.zoneId, maintenance: n.maintenance, status: prev?.status ?? n.status, seen: prev?.seen ?? n.lastSeenAt !== null });
+  };
+
+  const external = config.RADIO_MQTT_URL !== undefined;
+  let broker: EmbeddedBroker | undefined;
+  let accounts: BrokerAccounts;
+  if (!external) {
+    broker = createEmbeddedBroker({ port: config.RADIO_MQTT_PORT, log: log.child({ component: 'broker' }), controllerPassword: newSecret() });
+    accounts = broker;
+  } else {
+    accounts = { upsertNode: async () => {}, removeNode: async () => {}, disconnectNode: async () => {} };
+  }
+
+  const alarms = createAlarmEngine({
+    store, bus, log: log.child({ component: 'alarms' }), now: nowInt, policy,
+    nodeInfo: (id) => nodes.get(id),
+  });
+  const webhooks = createWebhooks({ store, bus, log: log.child({ component: 'webhooks' }) });
+  let link: FleetLink | undefined;
+  const commands = createCommands({ store, link: () => link!, bus, log: log.child({ component: 'commands' }), now: nowInt, envelope, ttlMs: opts.commandTtlMs });
+
+  function setStatus(nodeId: string, online: boolean, agentVersion: string | null) {
+    const n = nodes.get(nodeId);
+    if (!n) return;
+    const status = online ? 'online' : 'offline';
+    const ts = nowInt();
+    if (online) n.seen = true;
+    if (n.status !== status) {
+      n.status = status;
+      store.setNodeStatus(nodeId, status, ts, online ? ts : null, agentVersion);
+      store.addEvent(n.communeId, nodeId, ts, `node.${status}`, undefined);
+      bus.emit(n.communeId, { type: 'node.status', ts, nodeId, zoneId: n.zoneId, status });
+    }
+    if (n.seen) alarms.onStatus(nodeId, online, ts);
+  }
+
+  const mqttUrl = external ? config.RADIO_MQTT_URL! : '';
+  const ctl: Services & { broker: EmbeddedBroker | undefined; start(): Promise<void>; stop(): Promise<void>; httpPort(): number } = {
+    config, log, store, bus, auth, alarms, webhooks, commands, nodes, accounts, now: nowInt, envelope, dataDir,
+    get broker() { return broker; },
+    get link() { return link!; },
+    refreshNode,
+    /** Public base URL agents use for HTTP (media downloads). */
+    httpBase: () => `http://${config.RADIO_PUBLIC_HOST}:${ctl.httpPort()}`,
+    mqttUrlForAgents: () => external ? config.RADIO_MQTT_URL!.replace(/\/\/[^@/]*@/, '//') : `mqtt://${config.RADIO_PUBLIC_HOST}:${broker!.port}`,
+    async start() {
+      for (const n of store.allNodeAuth()) refreshNode(n.id);
+      if (broker) {
+        broker.loadAccounts(store.allNodeAuth());
+        await broker.start();
+        // The embedded broker starts empty: nobody is connected, whatever the database said.
+        for (const [id, n] of nodes) if (n.status === 'online') setStatus(id, false, null);
+      }
+      const url = external ? mqttUrl : `mqtt://127.0.0.1:${broker!.port}`;
+      const u = new URL(url);
+      if (external && opts.externalAccounts) accounts = await opts.externalAccounts({ url });
+      ctl.accounts = accounts;
+      link = createFleetLink({
+        url: `${u.protocol}//${u.host}`,
+        username: external ? decodeURIComponent(u.username) || undefined : broker!.controllerUsername,
+        password: external ? decodeURIComponent(u.password) || undefined : broker!.controllerPassword,
+        log: log.child({ component: 'fleet-link' }), now, envelope,
+        handlers: {
+          isKnown: (id) => nodes.has(id),
+          onStatus: (id, online, p) => setStatus(id, online, p.agentVersion ?? null),
+          onTelemetryBatch: (batch) => {
+            const writes = [];
+            for (const b of batch) {
+              const n = nodes.get(b.nodeId);
+              if (!n) continue;
+              writes.push({ nodeId: b.nodeId, communeId: n.communeId, ts: b.ts, json: b.json });
+            }
+            store.writeTelemetryBatch(writes);
+            for (const b of batch) {
+              if (nodes.get(b.nodeId)?.status === 'offline') setStatus(b.nodeId, true, b.t.agentVersion);
+              alarms.onTelemetry(b.nodeId, b.t as Telemetry);
+            }
+          },
+          onEvent: (id, e) => {
+            const n = nodes.get(id);
+            if (n) store.addEvent(n.communeId, id, nowInt(), `fault.${e.fault}.${e.state}`, e);
+            alarms.onFault(id, e);
+          },
+          onReply: (id, r) => commands.onReply(id, r),
+        },
+      });
+      await link.start();
+      for (const r of store.allRetained()) link.publishRaw(r.topic, r.payload, true);
+      alarms.start();
+      webhooks.start();
+      compactTimer = setInterval(() => {
+        try { store.compactTelemetry(nowInt() - (opts.telemetryRawRetentionMs ?? 24 * 3600_000), opts.telemetryBucketMs ?? 300_000); }
+        catch (e) { log.error({ err: e }, 'telemetry compaction failed'); }
+      }, 600_000);
+      compactTimer.unref();
+      if (config.RADIO_WEBHOOK_URL && webhooks.list(config.RADIO_COMMUNE_ID).length === 0) {
+        webhooks.add(config.RADIO_COMMUNE_ID, config.RADIO_WEBHOOK_URL, undefined, [], nowInt());
+      }
+      auth.ensureAdmin(config.RADIO_ADMIN_PASSWORD);
+      await app.listen({ port: config.RADIO_HTTP_PORT, host: config.RADIO_HTTP_HOST });
+      log.info({ http: config.RADIO_HTTP_PORT, mqtt: external ? 'external' : broker!.port, dataDir }, 'controller ready');
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(compactTimer);
+      alarms.stop();
+      webhooks.stop();
+      for (const [name, fn] of [['http', () => app.close()], ['fleet-link', () => link?.stop()], ['broker', () => broker?.stop()]] as const) {
+        try { await fn(); } catch (e) { log.error({ err: e, part: name }, 'error while stopping'); }
+      }
+      db.close();
+    },
+    httpPort: () => (app.server.address() as { port: number } | null)?.port ?? config.RADIO_HTTP_PORT,
+  };
+  let stopped = false;
+  let compactTimer: NodeJS.Timeout | undefined;
+  const app = await buildApp(ctl);
+  return Object.assign(ctl, { app });
+}
+
+export type Controller = Awaited<ReturnType<typeof createController>>;

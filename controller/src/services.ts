@@ -1,0 +1,34 @@
+import type { Logger } from 'pino';
+import type { ControllerEnv } from '../../schemas/src/index.js';
+import type { AlarmEngine } from './alarms.js';
+import type { Auth } from './auth.js';
+import type { BrokerAccounts } from './broker/accounts.js';
+import type { Commands } from './commands.js';
+import type { EnvelopeFactory } from './envelope.js';
+import type { EventBus } from './event-bus.js';
+import type { FleetLink } from './fleet-link.js';
+import type { Store } from './store/store.js';
+import type { Webhooks } from './webhooks.js';
+
+export interface NodeCacheEntry { communeId: string; zoneId: string; maintenance: boolean; status: 'online' | 'offline'; seen: boolean }
+
+/** What the HTTP layer and later domain services get from the composition root. */
+export interface Services {
+  config: ControllerEnv;
+  log: Logger;
+  store: Store;
+  bus: EventBus;
+  auth: Auth;
+  alarms: AlarmEngine;
+  webhooks: Webhooks;
+  commands: Commands;
+  nodes: Map<string, NodeCacheEntry>;
+  accounts: BrokerAccounts;
+  now: () => number;
+  envelope: EnvelopeFactory;
+  dataDir: string;
+  readonly link: FleetLink;
+  refreshNode(id: string): void;
+  httpBase(): string;
+  mqttUrlForAgents(): string;
+}
