@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
-import { AlarmPolicy, ControllerEnv, type Telemetry } from '../../schemas/src/index.js';
+import { AlarmPolicy, ControllerEnv, topicFor, type Telemetry } from '../../schemas/src/index.js';
 import { createAlarmEngine } from './alarms.js';
 import { createAuth } from './auth.js';
 import type { BrokerAccounts } from './broker/accounts.js';
@@ -108,6 +108,20 @@ export async function createController(opts: ControllerOptions = {}) {
     get broker() { return broker; },
     get link() { return link!; },
     refreshNode,
+    publishNodeConfig(id: string) {
+      const n = store.getNodeAny(id);
+      if (!n) return;
+      const body = link!.publish('config', id, {
+        ...envelope(), nodeId: n.id, communeId: n.communeId, zoneId: n.zoneId, name: n.name,
+        timezone: 'Asia/Ho_Chi_Minh', defaultVolume: 70, maintenance: n.maintenance,
+      });
+      store.putRetained(topicFor('config', id), n.communeId, body, nowInt());
+    },
+    clearNodeConfig(id: string) {
+      const topic = topicFor('config', id);
+      link?.publishRaw(topic, '', true);
+      store.putRetained(topic, '', '', nowInt());
+    },
     /** Public base URL agents use for HTTP (media downloads). */
     httpBase: () => `http://${config.RADIO_PUBLIC_HOST}:${ctl.httpPort()}`,
     mqttUrlForAgents: () => external ? config.RADIO_MQTT_URL!.replace(/\/\/[^@/]*@/, '//') : `mqtt://${config.RADIO_PUBLIC_HOST}:${broker!.port}`,

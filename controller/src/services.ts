@@ -29,6 +29,9 @@ export interface Services {
   dataDir: string;
   readonly link: FleetLink;
   refreshNode(id: string): void;
+  /** (Re)publish the node's retained config (zone, commune…) and keep it for republishing on restart. */
+  publishNodeConfig(id: string): void;
+  clearNodeConfig(id: string): void;
   httpBase(): string;
   mqttUrlForAgents(): string;
 }

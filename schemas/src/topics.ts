@@ -3,6 +3,7 @@ import { CommandReply, Command } from './commands.js';
 import { MAX_PAYLOAD_BYTES, TOPIC_ROOT } from './envelope.js';
 import { Availability, NodeEvent, Telemetry } from './health.js';
 import { TimeRequest, TimeResponse } from './timesync.js';
+import { NodeConfig } from './node-config.js';
 
 /** Who publishes: `up` = agent → controller, `down` = controller → agent(s). */
 export type Direction = 'up' | 'down';
@@ -35,6 +36,7 @@ export const TOPICS = {
   nodeCommand: def({ scope: 'node', suffix: 'cmd', direction: 'down', retained: false, qos: 1, schema: Command }),
   zoneCommand: def({ scope: 'zone', suffix: 'cmd', direction: 'down', retained: false, qos: 1, schema: Command }),
   communeCommand: def({ scope: 'commune', suffix: 'cmd', direction: 'down', retained: false, qos: 1, schema: Command }),
+  config: def({ scope: 'node', suffix: 'config', direction: 'down', retained: true, qos: 1, schema: NodeConfig }),
   timeResponse: def({ scope: 'node', suffix: 'time/resp', direction: 'down', retained: false, qos: 0, schema: TimeResponse }),
 } as const;
 

@@ -62,9 +62,9 @@ export function nodeRoleAcls(nodeId: string, zoneId: string | null, communeId: s
   const out: DynsecAcl[] = [
     ...acl.publish.map((t) => allow('publishClientSend', t)),
     ...acl.subscribe.map((t) => allow('subscribePattern', t)),
-    ...acl.subscribe.map((t) => allow('publishClientReceive', t)),
+
   ];
-  for (const acltype of ['publishClientSend', 'subscribePattern', 'publishClientReceive'] as const) {
+  for (const acltype of ['publishClientSend', 'subscribePattern'] as const) {
     for (const topic of ['#', '$CONTROL/#', '$SYS/#']) out.push({ acltype, topic, allow: false, priority: DENY_PRIORITY });
   }
   return out;
@@ -81,7 +81,14 @@ export function controllerRoleAcls(topicRoot: string = TOPIC_ROOT): DynsecAcl[] 
   return out;
 }
 
-export type DynsecErrorCode = 'DYNSEC_ERROR' | 'DYNSEC_TIMEOUT' | 'DYNSEC_PUBLISH_FAILED' | 'DYNSEC_NO_ACCOUNT' | 'DYNSEC_BAD_INPUT' | 'DYNSEC_STOPPED';
+export type DynsecErrorCode =
+  | 'DYNSEC_ERROR'
+  | 'DYNSEC_TIMEOUT'
+  | 'DYNSEC_DISCONNECTED'
+  | 'DYNSEC_PUBLISH_FAILED'
+  | 'DYNSEC_NO_ACCOUNT'
+  | 'DYNSEC_BAD_INPUT'
+  | 'DYNSEC_STOPPED';
 
 export class DynsecError extends Error {
   constructor(
@@ -178,9 +185,13 @@ export function createMosquittoAccounts(deps: MosquittoAccountsDeps): MosquittoA
   const pinClientId = deps.pinClientId ?? true;
 
   const pending = new Map<string, (r: DynsecResponse) => void>();
+  /** Rejecters of the batches in flight: a lost connection fails them at once (responses are QoS 0). */
   const rejecters = new Set<(e: Error) => void>();
   /** Per-username tail of the operation queue: concurrent upserts of one node must not interleave. */
   const queues = new Map<string, Promise<unknown>>();
+  /** Subscription to the response topic on the current connection; undefined while offline. */
+  let subscribed: Promise<void> | undefined;
+  const readyWaiters = new Set<() => void>();
   let started: Promise<void> | undefined;
   let stopped = false;
 
@@ -208,23 +219,61 @@ export function createMosquittoAccounts(deps: MosquittoAccountsDeps): MosquittoA
     }
   };
 
-  function start(): Promise<void> {
-    if (stopped) return Promise.reject(new DynsecError('DYNSEC_STOPPED', 'mosquitto accounts stopped'));
-    started ??= (async () => {
-      client.on('message', onMessage);
-      try {
-        // MQTT.js resubscribes after a reconnect (resubscribe: true), so this survives broker restarts.
-        await client.subscribeAsync(DYNSEC_RESPONSE_TOPIC, { qos: 1 });
-      } catch (e) {
-        client.removeListener('message', onMessage);
-        started = undefined;
+  /**
+   * Subscribe on the current connection. Done here on every (re)connect rather than left to MQTT.js's
+   * resubscribe, which runs after it flushes the offline queue: a command published first would get its
+   * answer before the subscription exists, and lose it.
+   */
+  function arm(): Promise<void> {
+    const p = client.subscribeAsync(DYNSEC_RESPONSE_TOPIC, { qos: 1 }).then(
+      () => {
+        for (const w of readyWaiters) w();
+        readyWaiters.clear();
+      },
+      (e: unknown) => {
         throw new DynsecError(
           'DYNSEC_PUBLISH_FAILED',
           `cannot subscribe to ${DYNSEC_RESPONSE_TOPIC} (is the MQTT account a dynsec admin?): ${(e as Error).message}`,
         );
+      },
+    );
+    subscribed = p;
+    return p;
+  }
+
+  const onConnect = (): void => {
+    arm().catch((e: unknown) => log.error({ err: e }, 'dynsec response subscription failed after reconnect'));
+  };
+  const onClose = (): void => {
+    subscribed = undefined;
+    const err = new DynsecError('DYNSEC_DISCONNECTED', 'MQTT connection lost while waiting for a dynsec response');
+    for (const reject of rejecters) reject(err);
+  };
+
+  function start(): Promise<void> {
+    if (stopped) return Promise.reject(new DynsecError('DYNSEC_STOPPED', 'mosquitto accounts stopped'));
+    started ??= (async () => {
+      client.on('message', onMessage);
+      client.on('connect', onConnect);
+      client.on('close', onClose);
+      if (!client.connected) return; // armed by onConnect
+      try {
+        await arm();
+      } catch (e) {
+        client.removeListener('message', onMessage);
+        client.removeListener('connect', onConnect);
+        client.removeListener('close', onClose);
+        started = undefined;
+        throw e;
       }
     })();
     return started;
+  }
+
+  /** Resolves once the client is connected and subscribed to the response topic. */
+  function ready(): Promise<void> {
+    if (client.connected && subscribed) return subscribed;
+    return new Promise<void>((resolve) => readyWaiters.add(resolve));
   }
 
   async function send(commands: DynsecCommand[]): Promise<DynsecResponse[]> {
@@ -234,9 +283,7 @@ export function createMosquittoAccounts(deps: MosquittoAccountsDeps): MosquittoA
     const names = batch.map((c) => c.command).join(',');
     let timer: NodeJS.Timeout | undefined;
     let rejectBatch: ((e: Error) => void) | undefined;
-    const answers = batch.map(
-      (c) => new Promise<DynsecResponse>((resolve) => pending.set(c.correlationData, resolve)),
-    );
+    let phase = 'waiting for the connection';
     const failure = new Promise<never>((_, reject) => {
       rejectBatch = reject;
       rejecters.add(reject);
@@ -245,14 +292,18 @@ export function createMosquittoAccounts(deps: MosquittoAccountsDeps): MosquittoA
           reject(
             new DynsecError(
               'DYNSEC_TIMEOUT',
-              `no dynsec response to [${names}] within ${timeoutMs} ms (client ${client.connected ? 'connected' : 'not connected'}; ` +
+              `no dynsec response to [${names}] within ${timeoutMs} ms (${phase}; client ${client.connected ? 'connected' : 'not connected'}; ` +
                 'with MQTT 3.1.1 a publish the account may not make is dropped silently — is it a dynsec admin?)',
             ),
           ),
         timeoutMs,
       );
     });
+    failure.catch(() => undefined); // observed by the race below; may settle after it
     try {
+      await Promise.race([ready(), failure]);
+      phase = 'command sent';
+      const answers = batch.map((c) => new Promise<DynsecResponse>((resolve) => pending.set(c.correlationData, resolve)));
       const published = client
         .publishAsync(DYNSEC_TOPIC, JSON.stringify({ commands: batch }), { qos: 1 })
         .catch((e: unknown) => {
@@ -268,6 +319,31 @@ export function createMosquittoAccounts(deps: MosquittoAccountsDeps): MosquittoA
     }
   }
 
+  /**
+   * Run one account operation, serialised per username, retried when the connection dropped under it.
+   * Operations read the broker state before changing it, so a retry converges instead of repeating.
+   */
+  function serialise<T>(key: string, op: () => Promise<T>): Promise<T> {
+    const withRetry = async (): Promise<T> => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await op();
+        } catch (e) {
+          if (!(e instanceof DynsecError && e.code === 'DYNSEC_DISCONNECTED') || attempt >= 3) throw e;
+          log.warn({ key, attempt }, 'dynsec connection lost mid-operation; retrying after reconnect');
+        }
+      }
+    };
+    const prev = queues.get(key) ?? Promise.resolve();
+    const next = prev.then(withRetry, withRetry);
+    const tail = next.catch(() => undefined);
+    queues.set(key, tail);
+    void tail.then(() => {
+      if (queues.get(key) === tail) queues.delete(key);
+    });
+    return next;
+  }
+
   /** Throws unless the response is a success (or its error matches `tolerated`). */
   function check(r: DynsecResponse | undefined, tolerated?: RegExp): DynsecResponse {
     if (!r) throw new DynsecError('DYNSEC_ERROR', 'missing dynsec response');
@@ -275,17 +351,6 @@ export function createMosquittoAccounts(deps: MosquittoAccountsDeps): MosquittoA
       throw new DynsecError('DYNSEC_ERROR', `dynsec ${r.command} failed: ${r.error}`, r.command);
     }
     return r;
-  }
-
-  function serialise<T>(key: string, op: () => Promise<T>): Promise<T> {
-    const prev = queues.get(key) ?? Promise.resolve();
-    const next = prev.then(op, op);
-    const tail = next.catch(() => undefined);
-    queues.set(key, tail);
-    void tail.then(() => {
-      if (queues.get(key) === tail) queues.delete(key);
-    });
-    return next;
   }
 
   interface AccountSpec {
@@ -454,6 +519,9 @@ export function createMosquittoAccounts(deps: MosquittoAccountsDeps): MosquittoA
       if (stopped) return;
       stopped = true;
       client.removeListener('message', onMessage);
+      client.removeListener('connect', onConnect);
+      client.removeListener('close', onClose);
+      readyWaiters.clear();
       const err = new DynsecError('DYNSEC_STOPPED', 'mosquitto accounts stopped');
       for (const reject of rejecters) reject(err);
       rejecters.clear();

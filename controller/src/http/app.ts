@@ -1,6 +1,6 @@
 import fastifySwagger from '@fastify/swagger';
 import fastifyWebsocket from '@fastify/websocket';
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import {
   hasZodFastifySchemaValidationErrors, isResponseSerializationError, jsonSchemaTransform,
   serializerCompiler, validatorCompiler, type ZodTypeProvider,
@@ -30,7 +30,8 @@ export const API = '/api/v1';
 export async function buildApp(svc: Services, extraPlugins: ((app: FastifyInstance, svc: Services) => Promise<void>)[] = []) {
   const app = Fastify({
     loggerInstance: svc.log.child({ component: 'http' }),
-    disableRequestLogging: true,
+    // Per-request lines would drown the log under a fleet; errors are logged by the error handler.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);

@@ -41,6 +41,7 @@ export async function nodeRoutes(root: FastifyInstance, svc: Services) {
       hardware: JSON.stringify(b.hardware ?? {}), secretHash: hashSecret(secret), actualOnly: b.actualOnly ?? false, createdAt: svc.now(),
     });
     svc.refreshNode(id);
+    svc.publishNodeConfig(id);
     store.audit(p.communeId, svc.now(), p.username, 'node.provision', id, { zoneId: b.zoneId, name: b.name });
     return reply.code(201).send({ node: store.getNode(p.communeId, id)!, credentials: credentials(id, secret) });
   });
@@ -67,11 +68,11 @@ export async function nodeRoutes(root: FastifyInstance, svc: Services) {
       hardware: JSON.stringify(b.hardware ?? cur.hardware), maintenance: b.maintenance ?? cur.maintenance, actualOnly: b.actualOnly ?? cur.actualOnly,
     });
     svc.refreshNode(cur.id);
-    if (zoneId !== cur.zoneId) {
-      // New ACL, then drop the connection so the agent resubscribes to its new zone's topics.
-      await svc.accounts.upsertNode({ nodeId: cur.id, communeId: p.communeId, zoneId });
-      await svc.accounts.disconnectNode(cur.id);
-    }
+    // On a zone move: new ACL first, then the new retained config, then drop the connection so the
+    // agent reconnects and resubscribes under the new ACL.
+    if (zoneId !== cur.zoneId) await svc.accounts.upsertNode({ nodeId: cur.id, communeId: p.communeId, zoneId });
+    svc.publishNodeConfig(cur.id);
+    if (zoneId !== cur.zoneId) await svc.accounts.disconnectNode(cur.id);
     store.audit(p.communeId, svc.now(), p.username, 'node.update', cur.id, b);
     return store.getNode(p.communeId, cur.id)!;
   });
@@ -94,6 +95,7 @@ export async function nodeRoutes(root: FastifyInstance, svc: Services) {
     if (!n) throw notFound('node', req.params.id);
     await svc.accounts.removeNode(n.id);
     store.deleteNode(n.id);
+    svc.clearNodeConfig(n.id);
     svc.refreshNode(n.id);
     svc.alarms.forget(n.id);
     store.audit(p.communeId, svc.now(), p.username, 'node.delete', n.id);

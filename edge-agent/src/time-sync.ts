@@ -1,0 +1,92 @@
+/**
+ * Clock-offset estimation to the controller, NTP-style (RFC 5905 §8): each exchange gives
+ * offset θ = ((t1 − t0) + (t2 − t3)) / 2 and round-trip δ = (t3 − t0) − (t2 − t1).
+ * Queueing only ever adds delay, so samples with the smallest δ carry the least error (the "clock filter"
+ * idea of RFC 5905 §10): we take the median offset of the lowest-delay third of a sliding window.
+ * Drift (rate error, ppm) is the least-squares slope of those filtered offsets against local time, and
+ * the estimate is extrapolated with it between samples. An asymmetric path still biases θ by half the
+ * asymmetry: no two-way method can see that.
+ */
+export interface SyncSample { t0: number; t1: number; t2: number; t3: number }
+
+export interface OffsetEstimate {
+  /** Controller time − local clock, ms, at local time `at`. */
+  offsetMs: number;
+  rttMs: number;
+  driftPpm: number;
+  samples: number;
+  synced: boolean;
+  at: number;
+}
+
+/** Where the agent's "controller time" comes from: this MQTT estimator, or chrony/GPS in the field. */
+export interface ClockSource {
+  /** Controller time for a local clock reading. */
+  toController(localMs: number): number;
+  toLocal(controllerMs: number): number;
+  estimate(): OffsetEstimate;
+}
+
+export interface EstimatorOptions {
+  window?: number;
+  /** Samples needed before `synced`. */
+  minSamples?: number;
+  /** Drift is fitted only over at least this span of local time. */
+  minDriftSpanMs?: number;
+}
+
+export function createOffsetEstimator(opts: EstimatorOptions = {}) {
+  const window = opts.window ?? 32;
+  const minSamples = opts.minSamples ?? 4;
+  const minDriftSpan = opts.minDriftSpanMs ?? 20_000;
+  const samples: { at: number; offset: number; delay: number }[] = [];
+  let est: OffsetEstimate = { offsetMs: 0, rttMs: 0, driftPpm: 0, samples: 0, synced: false, at: 0 };
+
+  function recompute() {
+    const sorted = [...samples].sort((a, b) => a.delay - b.delay);
+    const best = sorted.slice(0, Math.max(1, Math.ceil(sorted.length / 3)));
+    const byOffset = best.map((s) => s.offset).sort((a, b) => a - b);
+    const mid = byOffset.length >> 1;
+    const median = byOffset.length % 2 ? byOffset[mid]! : (byOffset[mid - 1]! + byOffset[mid]!) / 2;
+    const at = best.reduce((a, s) => a + s.at, 0) / best.length;
+    let driftPpm = est.driftPpm;
+    const first = samples[0]!.at;
+    const last = samples[samples.length - 1]!.at;
+    if (last - first >= minDriftSpan && samples.length >= 6) {
+      // Fit the low-delay half: their offsets carry little queueing noise.
+      const fit = [...samples].sort((a, b) => a.delay - b.delay).slice(0, Math.ceil(samples.length / 2));
+      const mx = fit.reduce((a, s) => a + s.at, 0) / fit.length;
+      const my = fit.reduce((a, s) => a + s.offset, 0) / fit.length;
+      let sxy = 0; let sxx = 0;
+      for (const s of fit) { sxy += (s.at - mx) * (s.offset - my); sxx += (s.at - mx) ** 2; }
+      if (sxx > 0) driftPpm = (sxy / sxx) * 1e6;
+    }
+    est = { offsetMs: median, rttMs: best[0]!.delay, driftPpm, samples: samples.length, synced: samples.length >= minSamples, at };
+  }
+
+  const self = {
+    add(s: SyncSample): { offset: number; delay: number } {
+      const offset = ((s.t1 - s.t0) + (s.t2 - s.t3)) / 2;
+      const delay = Math.max(0, (s.t3 - s.t0) - (s.t2 - s.t1));
+      samples.push({ at: s.t3, offset, delay });
+      if (samples.length > window) samples.shift();
+      recompute();
+      return { offset, delay };
+    },
+    /** Offset at a local time, extrapolated with the drift estimate. */
+    offsetAt(localMs: number): number {
+      return est.offsetMs + (est.driftPpm * 1e-6) * (localMs - est.at);
+    },
+    toController(localMs: number) { return localMs + self.offsetAt(localMs); },
+    toLocal(controllerMs: number) {
+      // Solve c = l + off(l); one fixed-point step is exact to well under a µs at ppm-scale drift.
+      let l = controllerMs - est.offsetMs;
+      l = controllerMs - self.offsetAt(l);
+      return l;
+    },
+    estimate: () => est,
+    reset() { samples.length = 0; est = { offsetMs: 0, rttMs: 0, driftPpm: 0, samples: 0, synced: false, at: 0 }; },
+  };
+  return self;
+}
+export type OffsetEstimator = ReturnType<typeof createOffsetEstimator>;
