@@ -6,7 +6,6 @@ import {
 } from '../../schemas/src/index.js';
 import { topicFor } from '../../schemas/src/index.js';
 import type { EnvelopeFactory } from './envelope.js';
-import type { TelemetryWrite } from './store/store.js';
 
 export interface FleetHandlers {
   /** Known node? Unknown ids are dropped (a forged or stale retained message). */
@@ -83,7 +82,7 @@ export function createFleetLink(deps: {
         publish('timeResponse', pt.id, { ...deps.envelope(10_000), id: r.value.id, t0: r.value.t0, t1, t2: now() });
         return;
       }
-      case 'nodeCommand': case 'zoneCommand': case 'communeCommand': case 'timeResponse':
+      case 'nodeCommand': case 'zoneCommand': case 'communeCommand': case 'timeResponse': case 'config':
         return;
     }
   }

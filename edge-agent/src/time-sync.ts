@@ -79,9 +79,10 @@ export function createOffsetEstimator(opts: EstimatorOptions = {}) {
     },
     toController(localMs: number) { return localMs + self.offsetAt(localMs); },
     toLocal(controllerMs: number) {
-      // Solve c = l + off(l); one fixed-point step is exact to well under a µs at ppm-scale drift.
+      // Solve c = l + off(l) by fixed-point iteration: each step shrinks the error by the drift
+      // (≤ 1e-3), so three steps are exact to far below a microsecond.
       let l = controllerMs - est.offsetMs;
-      l = controllerMs - self.offsetAt(l);
+      for (let i = 0; i < 3; i++) l = controllerMs - self.offsetAt(l);
       return l;
     },
     estimate: () => est,

@@ -133,7 +133,7 @@ export function createStore(db: Db) {
       return db.transaction(() => {
         db.prepare(`
           INSERT INTO telemetry_rollup (node_id, commune_id, bucket_ts, n, temperature_c, battery_v, mains_v, rssi_dbm, volume, clock_offset_ms)
-          SELECT node_id, commune_id, (ts / @b) * @b AS bucket, count(*),
+          SELECT node_id, commune_id, (ts / CAST(@b AS INTEGER)) * CAST(@b AS INTEGER) AS bucket, count(*),
             avg(json_extract(data, '$.temperatureC')), min(json_extract(data, '$.power.batteryV')),
             avg(json_extract(data, '$.power.mainsV')), avg(json_extract(data, '$.modem.rssiDbm')),
             avg(json_extract(data, '$.volume')), avg(json_extract(data, '$.clock.offsetMs'))

@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest';
+import { createOffsetEstimator } from '../../edge-agent/src/time-sync.js';
+
+/** Deterministic PRNG so the queueing noise is the same every run. */
+function rng(seed: number) {
+  let s = seed >>> 0;
+  return () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+}
+
+/** Simulate exchanges: agent clock = true·(1+drift) + offset; one-way delays with queueing spikes. */
+function simulate(o: { offsetMs: number; driftPpm: number; upMs: number; downMs: number; spikes: number; n: number; periodMs: number }) {
+  const est = createOffsetEstimator({ minDriftSpanMs: 10_000 });
+  const r = rng(7);
+  const local = (trueT: number) => trueT * (1 + o.driftPpm * 1e-6) + o.offsetMs;
+  let trueT = 1_000_000;
+  for (let i = 0; i < o.n; i++) {
+    const q1 = r() < o.spikes ? r() * 200 : r() * 2;
+    const q2 = r() < o.spikes ? r() * 200 : r() * 2;
+    const t0 = local(trueT);
+    const t1 = trueT + o.upMs + q1;
+    const t2 = t1 + 0.1;
+    const t3 = local(t2 + o.downMs + q2);
+    est.add({ t0, t1, t2, t3 });
+    trueT += o.periodMs;
+  }
+  // Error of the controller-time estimate at the last local time.
+  const l = local(trueT);
+  return { est, error: est.toController(l) - trueT };
+}
+
+describe('clock-offset estimator', () => {
+  it('recovers a +2 s offset within 1.5 ms despite 30 % queueing spikes', () => {
+    const { est, error } = simulate({ offsetMs: 2000, driftPpm: 0, upMs: 5, downMs: 5, spikes: 0.3, n: 32, periodMs: 1000 });
+    expect(est.estimate().synced).toBe(true);
+    expect(Math.abs(error)).toBeLessThan(1.5);
+  });
+  it('tracks 100 ppm drift and extrapolates between samples', () => {
+    const { est, error } = simulate({ offsetMs: -1500, driftPpm: 100, upMs: 3, downMs: 3, spikes: 0.1, n: 32, periodMs: 2000 });
+    expect(est.estimate().driftPpm).toBeGreaterThan(-130);
+    expect(est.estimate().driftPpm).toBeLessThan(-70); // controller − agent shrinks as the agent runs fast
+    expect(Math.abs(error)).toBeLessThan(2);
+  });
+  it('is biased by half the path asymmetry, as any two-way method is', () => {
+    const { error } = simulate({ offsetMs: 0, driftPpm: 0, upMs: 30, downMs: 10, spikes: 0, n: 16, periodMs: 1000 });
+    expect(Math.abs(Math.abs(error) - 10)).toBeLessThan(1.5);
+  });
+  it('converts both ways consistently', () => {
+    const { est } = simulate({ offsetMs: 750, driftPpm: 50, upMs: 2, downMs: 2, spikes: 0, n: 16, periodMs: 2000 });
+    const l = 5_000_000;
+    expect(est.toLocal(est.toController(l))).toBeCloseTo(l, 3);
+  });
+});
