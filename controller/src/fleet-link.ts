@@ -31,13 +31,13 @@ export function createFleetLink(deps: {
   let client: MqttClient | undefined;
   let flushTimer: NodeJS.Timeout | undefined;
   let queue: { nodeId: string; ts: number; t: Telemetry; json: string }[] = [];
-  const counters = { received: 0, invalid: 0, unknownNode: 0, telemetry: 0 };
+  const counters = { received: 0, invalid: 0, unknownNode: 0, telemetry: 0, telemetryStored: 0 };
 
   function flush() {
     if (queue.length === 0) return;
     const batch = queue;
     queue = [];
-    try { handlers.onTelemetryBatch(batch); } catch (e) { log.error({ err: e }, 'telemetry batch failed'); }
+    try { handlers.onTelemetryBatch(batch); counters.telemetryStored += batch.length; } catch (e) { log.error({ err: e }, 'telemetry batch failed'); }
   }
 
   function onMessage(topic: string, payload: Buffer) {

@@ -275,10 +275,13 @@ export function createAgent(o: AgentOptions) {
     try {
       // Zone and commune topics follow from the retained config that this subscription delivers: a
       // config remembered from before may be stale (the node was moved while it was away).
-      await c.subscribeAsync(`radio/v1/node/${o.nodeId}/#`, { qos: 1 });
+      // Not awaited: MQTT keeps order on one connection, so the status, time request and telemetry
+      // pipeline behind the SUBSCRIBE instead of waiting a round trip for its SUBACK.
+      const subscribed = c.subscribeAsync(`radio/v1/node/${o.nodeId}/#`, { qos: 1 });
       publish('status', { ...header(), state: 'online', reason: 'connect', agentVersion: AGENT_VERSION, bootId });
       sendSync();
       publish('telemetry', telemetry());
+      await subscribed;
       emit('connected');
     } catch (e) {
       log.warn({ err: (e as Error).message }, 'post-connect setup failed');

@@ -35,7 +35,7 @@ async function call<T>(base: string, token: string, method: string, p: string, b
  * Create `villages` zones and `count` nodes spread over them through the controller's API (the same path
  * a technician's provisioning takes). Existing zones with the same ids are reused.
  */
-export async function provisionFleet(o: { base: string; token: string; count: number; villages: number; prefix?: string; concurrency?: number; position?: { lat: number; lon: number } }): Promise<ProvisionedNode[]> {
+export async function provisionFleet(o: { base: string; token: string; count: number; villages: number; prefix?: string; concurrency?: number; position?: { lat: number; lon: number }; reuse?: boolean }): Promise<ProvisionedNode[]> {
   const prefix = o.prefix ?? 'sim';
   const zones: string[] = [];
   for (let v = 0; v < o.villages; v++) {
@@ -57,6 +57,13 @@ export async function provisionFleet(o: { base: string; token: string; count: nu
       const r = await call<{ credentials: { username: string; password: string; mqttUrl: string; httpBase: string }; code?: string; message?: string }>(o.base, o.token, 'POST', '/api/v1/nodes', {
         id: nodeId, name, zoneId, position: { lat: base.lat + (i % 17) * 0.004, lon: base.lon + (i % 13) * 0.004 },
       });
+      if (r.status === 409 && o.reuse) {
+        // Already provisioned (a demo restarted on the same data dir): new credentials, same node.
+        const rot = await call<{ credentials: { username: string; password: string; mqttUrl: string; httpBase: string } }>(o.base, o.token, 'POST', `/api/v1/nodes/${nodeId}/credentials`);
+        if (rot.status !== 200) throw new Error(`node ${nodeId} credential rotation failed: ${rot.status}`);
+        out[i] = { nodeId, zoneId, name, ...rot.body.credentials };
+        continue;
+      }
       if (r.status !== 201) throw new Error(`node ${nodeId} provisioning failed: ${r.status} ${r.body.message ?? ''}`);
       out[i] = { nodeId, zoneId, name, ...r.body.credentials };
     }
@@ -93,14 +100,21 @@ export async function runFleet(specs: ProvisionedNode[], o: RunFleetOptions = {}
     });
     return { spec, agent, hardware };
   });
-  const batch = o.batch ?? 100;
+  // Start in batches, yielding to the event loop between them so connects pipeline instead of one
+  // synchronous SYN burst; waiting for each batch to finish would serialise on its slowest handshake.
+  const batch = o.batch ?? 200;
+  const connected: Promise<void>[] = [];
   for (let i = 0; i < fleet.length; i += batch) {
-    const part = fleet.slice(i, i + batch);
-    await Promise.all(part.map(({ agent }) => new Promise<void>((resolve) => {
-      const off = agent.on('connected', () => { off(); resolve(); });
-      void agent.start();
-    })));
+    for (const { agent, spec } of fleet.slice(i, i + batch)) {
+      connected.push(new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => { off(); reject(new Error(`agent ${spec.nodeId} did not connect within 60 s`)); }, 60_000);
+        const off = agent.on('connected', () => { clearTimeout(timer); off(); resolve(); });
+        void agent.start();
+      }));
+    }
+    await new Promise((r) => setImmediate(r));
   }
+  await Promise.all(connected);
   return {
     agents: fleet,
     byId: (id: string) => fleet.find((f) => f.spec.nodeId === id),

@@ -1,9 +1,11 @@
 import net from 'node:net';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import aedesPersistence from 'aedes-persistence';
 import type { Logger } from 'pino';
 import { nodeAcl } from '../../../schemas/src/index.js';
 import { hashSecret, secretMatches } from '../secrets.js';
 import type { BrokerAccounts, NodeAccountSpec } from './accounts.js';
+import { withRetainedIndex } from './retained-index.js';
 
 interface Account {
   communeId: string;
@@ -82,8 +84,12 @@ export function createEmbeddedBroker({ port, host = '0.0.0.0', log, controllerPa
     },
     async start() {
       broker = await Aedes.createBroker({
+        // The package is CommonJS (module.exports = factory); its .d.ts declares an ES default export.
+        persistence: withRetainedIndex((aedesPersistence as unknown as () => Parameters<typeof withRetainedIndex>[0])()),
         // Bound the time a half-open client holds the broker's write queue.
         drainTimeout: 10_000,
+        // mqemitter's in-flight delivery cap (default 100) throttles a fleet-wide reconnect.
+        concurrency: 2000,
         authenticate(client, username, password, done) {
           if (username === undefined || password === undefined) {
             return done(authError('anonymous clients are not allowed', 4), false);
@@ -135,7 +141,9 @@ export function createEmbeddedBroker({ port, host = '0.0.0.0', log, controllerPa
       server = net.createServer(broker.handle);
       await new Promise<void>((resolve, reject) => {
         server!.once('error', reject);
-        server!.listen(port, host, () => { server!.off('error', reject); resolve(); });
+        // A reconnect storm is thousands of SYNs at once: a short accept backlog drops them and each
+        // dropped client waits out a 1 s, 3 s, 7 s SYN retransmit.
+        server!.listen({ port, host, backlog: 4096 }, () => { server!.off('error', reject); resolve(); });
       });
       boundPort = (server.address() as net.AddressInfo).port;
       log.info({ port: boundPort }, 'embedded MQTT broker listening');

@@ -5,16 +5,24 @@
  * `$CONTROL/dynamic-security/v1` and reads the answers on `…/v1/response`, matched by `correlationData`
  * (https://mosquitto.org/documentation/dynamic-security/ — "Topic API").
  *
- * Per node: a client `username = nodeId` (client id pinned to nodeId by default) bound to one role
- * `node-<nodeId>` whose ACLs are exactly schemas' nodeAcl(): allow-ACLs at priority 10, then deny-all
- * catch-alls at priority 0, so a node is fenced in even on a broker whose default ACL access is "allow".
- * Dynsec checks a role's ACLs from highest priority down and the first match decides (docs, "Priorities").
+ * Per node: a client `username = nodeId` (client id pinned to nodeId by default) bound to
+ *  - its role `node-<nodeId>` (priority 10): allow exactly schemas' nodeAcl() — publishClientSend for
+ *    its `up` topics, subscribePattern for its node, zone and commune filters;
+ *  - the shared role `radio-node-fence` (priority 0): deny every other publish and subscribe, `$` topics
+ *    included (`#` does not match them [MQTT-4.7.2-1]), so a node stays fenced in even on a broker whose
+ *    default ACL access is "allow".
+ * Dynsec checks a client's roles by priority, each role's ACLs by priority, and the first matching ACL
+ * decides (docs, "Priorities"). The deny list is shared rather than repeated per node because dynsec
+ * rewrites its whole JSON file on every change: per-node bytes make fleet provisioning O(n²).
  *
- * Facts relied on (checked against Mosquitto 2.0.11 by test/integration/mosquitto-accounts.test.ts):
- * - modifyRole/addRoleACL, setClientPassword, deleteClient and disableClient disconnect the affected
- *   clients; upsertNode therefore only sends a change when something differs, so reconciling every node
- *   at start-up kicks nobody.
- * - addClientRole on an already bound role answers "Internal error": the binding is checked first.
+ * Facts relied on (Mosquitto 2.0.11, checked by test/integration/mosquitto-accounts.test.ts):
+ * - modifyRole, addRoleACL, setClientPassword, deleteClient and disableClient disconnect the affected
+ *   clients ("disconnected by administrative action"; the client may see the close just after the
+ *   command's answer). upsertNode sends a change only when the broker state differs, so reconciling
+ *   every node at start-up kicks nobody.
+ * - On reconnect with a persistent session, subscriptions the new ACL no longer allows are gone: a node
+ *   moved to another zone receives nothing more from the old one.
+ * - addClientRole on an already bound role answers "Internal error": bindings are checked first.
  * - modifyRole with `acls` replaces the whole list atomically.
  */
 import { randomUUID } from 'node:crypto';
@@ -33,6 +41,7 @@ export const CONTROLLER_ROLE = 'radio-controller';
 const ALLOW_PRIORITY = 10;
 const DENY_PRIORITY = 0;
 const ROLE_PRIORITY = 10;
+const FENCE_ROLE_PRIORITY = 0;
 
 export type AclType =
   | 'publishClientSend'
@@ -50,20 +59,19 @@ export interface DynsecAcl {
 }
 
 export const nodeRoleName = (nodeId: string): string => `node-${nodeId}`;
+/** Shared deny-all role bound under every node role. */
+export const NODE_FENCE_ROLE = 'radio-node-fence';
 
-/**
- * The role ACLs of one node: what nodeAcl() allows, then deny everything else (including `$` topics,
- * which `#` does not match [MQTT-4.7.2-1]). publishClientReceive is fenced too: a node with a persistent
- * session keeps its old-zone subscription across a reconnect, and this stops delivery on it.
- */
+/** The role ACLs of one node: exactly what nodeAcl() allows (the fence role denies the rest). */
 export function nodeRoleAcls(nodeId: string, zoneId: string | null, communeId: string): DynsecAcl[] {
   const acl = nodeAcl(nodeId, zoneId, communeId);
   const allow = (acltype: AclType, topic: string): DynsecAcl => ({ acltype, topic, allow: true, priority: ALLOW_PRIORITY });
-  const out: DynsecAcl[] = [
-    ...acl.publish.map((t) => allow('publishClientSend', t)),
-    ...acl.subscribe.map((t) => allow('subscribePattern', t)),
+  return [...acl.publish.map((t) => allow('publishClientSend', t)), ...acl.subscribe.map((t) => allow('subscribePattern', t))];
+}
 
-  ];
+/** The fence: deny any publish or subscription a node role did not allow first. */
+export function nodeFenceAcls(): DynsecAcl[] {
+  const out: DynsecAcl[] = [];
   for (const acltype of ['publishClientSend', 'subscribePattern'] as const) {
     for (const topic of ['#', '$CONTROL/#', '$SYS/#']) out.push({ acltype, topic, allow: false, priority: DENY_PRIORITY });
   }
@@ -356,16 +364,55 @@ export function createMosquittoAccounts(deps: MosquittoAccountsDeps): MosquittoA
   interface AccountSpec {
     username: string;
     password?: string;
+    /** The account's own role, whose ACLs this converges. */
     rolename: string;
-    textname: string;
     acls: DynsecAcl[];
+    /** Roles to bind (the own role among them), each with its priority; they must exist. */
+    bind: { rolename: string; priority: number }[];
+    textname?: string;
     clientid?: string;
+  }
+
+  /** Create or converge one role's ACL list; sends a change only when it differs. */
+  async function upsertRole(rolename: string, acls: DynsecAcl[]): Promise<void> {
+    const [created, got] = await send([
+      { command: 'createRole', rolename, acls },
+      { command: 'getRole', rolename },
+    ]);
+    if (check(created, /already exists/i).error === undefined) return;
+    const role = GetRoleData.safeParse(check(got).data);
+    if (!role.success) throw new DynsecError('DYNSEC_ERROR', `unexpected getRole answer: ${role.error.message}`, 'getRole');
+    if (sameAcls(role.data.role.acls, acls)) return;
+    const [modified, after] = await send([
+      { command: 'modifyRole', rolename, acls },
+      { command: 'getRole', rolename },
+    ]);
+    check(modified);
+    verifyAcls(rolename, check(after).data, acls);
+    log.info({ rolename }, 'broker role ACLs updated');
+  }
+
+  function verifyAcls(rolename: string, data: unknown, acls: DynsecAcl[]): void {
+    const after = GetRoleData.safeParse(data);
+    if (!after.success || !sameAcls(after.data.role.acls, acls)) {
+      throw new DynsecError('DYNSEC_ERROR', `broker did not apply the ACLs of role '${rolename}' (modifyRole with acls needs Mosquitto ≥ 2.0)`, 'modifyRole');
+    }
+  }
+
+  let fence: Promise<void> | undefined;
+  /** The shared fence role, converged once per instance (again after a failure). */
+  function ensureFence(): Promise<void> {
+    fence ??= upsertRole(NODE_FENCE_ROLE, nodeFenceAcls()).catch((e: unknown) => {
+      fence = undefined;
+      throw e;
+    });
+    return fence;
   }
 
   /** Create-or-converge one client + its role; sends changes only where the broker state differs. */
   async function upsertAccount(spec: AccountSpec): Promise<void> {
     const [createRole, getRole, getClient] = await send([
-      { command: 'createRole', rolename: spec.rolename, textname: spec.textname, acls: spec.acls },
+      { command: 'createRole', rolename: spec.rolename, acls: spec.acls },
       { command: 'getRole', rolename: spec.rolename },
       { command: 'getClient', username: spec.username },
     ]);
@@ -375,7 +422,7 @@ export function createMosquittoAccounts(deps: MosquittoAccountsDeps): MosquittoA
 
     const changes: DynsecCommand[] = [];
     const aclsChanged = !roleCreated && !sameAcls(role.data.role.acls, spec.acls);
-    // One command replaces the list atomically (and disconnects the role's clients so they resubscribe).
+    // One command replaces the list atomically (and disconnects the role's clients).
     if (aclsChanged) changes.push({ command: 'modifyRole', rolename: spec.rolename, acls: spec.acls });
 
     if (getClient?.error !== undefined && /not found/i.test(getClient.error)) {
@@ -389,9 +436,9 @@ export function createMosquittoAccounts(deps: MosquittoAccountsDeps): MosquittoA
         command: 'createClient',
         username: spec.username,
         password: spec.password,
-        textname: spec.textname,
+        ...(spec.textname !== undefined ? { textname: spec.textname } : {}),
         ...(spec.clientid !== undefined ? { clientid: spec.clientid } : {}),
-        roles: [{ rolename: spec.rolename, priority: ROLE_PRIORITY }],
+        roles: spec.bind,
       });
     } else {
       const parsed = GetClientData.safeParse(check(getClient).data);
@@ -401,9 +448,11 @@ export function createMosquittoAccounts(deps: MosquittoAccountsDeps): MosquittoA
       if (spec.clientid !== undefined && c.clientid !== spec.clientid) {
         changes.push({ command: 'modifyClient', username: spec.username, clientid: spec.clientid });
       }
-      // addClientRole on a role already bound answers "Internal error" in 2.0.11: only bind when missing.
-      if (!c.roles.some((r) => r.rolename === spec.rolename)) {
-        changes.push({ command: 'addClientRole', username: spec.username, rolename: spec.rolename, priority: ROLE_PRIORITY });
+      // addClientRole on a role already bound answers "Internal error" in 2.0.11: only bind what is missing.
+      for (const b of spec.bind) {
+        if (!c.roles.some((r) => r.rolename === b.rolename)) {
+          changes.push({ command: 'addClientRole', username: spec.username, rolename: b.rolename, priority: b.priority });
+        }
       }
       // A disconnect interrupted between disableClient and enableClient must not lock the node out.
       if (c.disabled === true) changes.push({ command: 'enableClient', username: spec.username });
@@ -415,16 +464,8 @@ export function createMosquittoAccounts(deps: MosquittoAccountsDeps): MosquittoA
     const verify = aclsChanged ? [{ command: 'getRole', rolename: spec.rolename }] : [];
     const results = await send([...changes, ...verify]);
     for (let i = 0; i < changes.length; i++) check(results[i]);
-    if (aclsChanged) {
-      const after = GetRoleData.safeParse(check(results[changes.length]).data);
-      if (!after.success || !sameAcls(after.data.role.acls, spec.acls)) {
-        throw new DynsecError('DYNSEC_ERROR', `broker did not apply the ACLs of role '${spec.rolename}' (modifyRole with acls needs Mosquitto ≥ 2.0)`, 'modifyRole');
-      }
-    }
-    log.info(
-      { username: spec.username, commands: changes.map((c) => c.command) },
-      'broker account updated',
-    );
+    if (aclsChanged) verifyAcls(spec.rolename, check(results[changes.length]).data, spec.acls);
+    log.info({ username: spec.username, commands: changes.map((c) => c.command) }, 'broker account updated');
   }
 
   function validId(kind: string, v: string): void {
@@ -443,13 +484,18 @@ export function createMosquittoAccounts(deps: MosquittoAccountsDeps): MosquittoA
       validId('zoneId', spec.zoneId);
       validId('communeId', spec.communeId);
       const acls = nodeRoleAcls(spec.nodeId, spec.zoneId, spec.communeId);
+      await ensureFence();
+      const rolename = nodeRoleName(spec.nodeId);
       await serialise(spec.nodeId, () =>
         upsertAccount({
           username: spec.nodeId,
           ...(spec.password !== undefined ? { password: spec.password } : {}),
-          rolename: nodeRoleName(spec.nodeId),
-          textname: `radio node ${spec.nodeId} (zone ${spec.zoneId}, commune ${spec.communeId})`,
+          rolename,
           acls,
+          bind: [
+            { rolename, priority: ROLE_PRIORITY },
+            { rolename: NODE_FENCE_ROLE, priority: FENCE_ROLE_PRIORITY },
+          ],
           ...(pinClientId ? { clientid: spec.nodeId } : {}),
         }),
       );
@@ -497,6 +543,7 @@ export function createMosquittoAccounts(deps: MosquittoAccountsDeps): MosquittoA
           rolename,
           textname: 'radio controller',
           acls: controllerRoleAcls(spec.topicRoot ?? TOPIC_ROOT),
+          bind: [{ rolename, priority: ROLE_PRIORITY }],
         }),
       );
     },

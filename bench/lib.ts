@@ -1,0 +1,74 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+export function summary(values: number[]) {
+  const s = [...values].sort((a, b) => a - b);
+  return { n: s.length, median: percentile(s, 50), p95: percentile(s, 95), p99: percentile(s, 99), max: s[s.length - 1] ?? NaN };
+}
+
+export function machine() {
+  let ffmpeg = 'absent';
+  try { ffmpeg = execFileSync('ffmpeg', ['-version'], { encoding: 'utf8' }).split('\n')[0] ?? ''; } catch { /* not installed */ }
+  return {
+    cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version, platform: `${os.platform()} ${os.release()}`, ffmpeg,
+  };
+}
+
+export function printMachine() {
+  const m = machine();
+  console.log(`machine: ${m.cpu} × ${m.cores} cores, ${m.memGiB} GiB, node ${m.node}, ${m.platform}`);
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
+  });
+}
+
+/** RSS (KiB) and cumulative CPU seconds (user+system) of a process, from /proc. */
+export function procStats(pid: number): { rssKb: number; cpuS: number } {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const tick = 100; // CLK_TCK on Linux
+  const cpuS = (Number(fields[11]) + Number(fields[12])) / tick;
+  return { rssKb, cpuS };
+}
+
+export interface ControllerProc { proc: ChildProcess; http: number; mqtt: number; base: string; dir: string }
+
+/** Start `npm start`'s entry point as a child process (so a bench can SIGKILL it). */
+export async function spawnController(o: { dir: string; http: number; mqtt: number; password: string; env?: Record<string, string> }): Promise<ControllerProc> {
+  const extra = (process.env.BENCH_CONTROLLER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...extra, '--import', 'tsx', path.join(ROOT, 'controller/src/server.ts')], {
+    cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, RADIO_DATA_DIR: o.dir, RADIO_HTTP_PORT: String(o.http), RADIO_MQTT_PORT: String(o.mqtt), RADIO_ADMIN_PASSWORD: o.password, RADIO_LOG_LEVEL: 'error', RADIO_HTTP_HOST: '127.0.0.1', ...(o.env ?? {}) },
+  });
+  const base = `http://127.0.0.1:${o.http}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`controller exited with ${proc.exitCode}`);
+    try { if ((await fetch(`${base}/api/v1/health`)).status === 200) break; } catch { /* not up yet */ }
+    if (Date.now() > deadline) throw new Error('controller did not become healthy in 30 s');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { proc, http: o.http, mqtt: o.mqtt, base, dir: o.dir };
+}
+
+export const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');

@@ -1,0 +1,48 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ProvisionedNode } from './fleet.js';
+import type { FaultInjection } from './sim-hardware.js';
+
+const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fleet-worker.ts');
+
+export interface WorkerHandle { proc: ChildProcess; specs: ProvisionedNode[] }
+
+/** Start `specs` split over `workers` child processes; resolves when every agent has connected once. */
+export async function startFleetProcesses(specs: ProvisionedNode[], o: { workers: number; telemetryIntervalMs?: number; keepaliveS?: number; batch?: number; faults?: Record<string, FaultInjection[]>; onReady?: () => void }) {
+  const n = Math.max(1, Math.min(o.workers, specs.length));
+  const shares: ProvisionedNode[][] = Array.from({ length: n }, () => []);
+  specs.forEach((s, i) => shares[i % n]!.push(s));
+  const handles: WorkerHandle[] = shares.map((share) => ({
+    proc: fork(WORKER, [], { execArgv: [...(process.env.FLEET_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean), '--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+    specs: share,
+  }));
+  await Promise.all(handles.map((h) => new Promise<void>((resolve, reject) => {
+    h.proc.once('exit', (code) => reject(new Error(`fleet worker exited with ${code}`)));
+    h.proc.on('message', (m: { type: string }) => { if (m.type === 'ready') resolve(); });
+  })));
+  o.onReady?.();
+  await Promise.all(handles.map((h) => new Promise<void>((resolve, reject) => {
+    h.proc.once('exit', (code) => reject(new Error(`fleet worker exited with ${code}`)));
+    h.proc.on('message', (m: { type: string; message?: string }) => {
+      if (m.type === 'started') resolve();
+      if (m.type === 'error') reject(new Error(`fleet worker: ${m.message}`));
+    });
+    h.proc.send({ type: 'start', specs: h.specs, options: { telemetryIntervalMs: o.telemetryIntervalMs, keepaliveS: o.keepaliveS, batch: o.batch, faults: o.faults } });
+  })));
+  return {
+    handles,
+    inject(nodeId: string, fault: FaultInjection) {
+      handles.find((h) => h.specs.some((s) => s.nodeId === nodeId))?.proc.send({ type: 'inject', nodeId, fault });
+    },
+    async stop() {
+      await Promise.all(handles.map((h) => new Promise<void>((resolve) => {
+        if (h.proc.exitCode !== null || h.proc.signalCode !== null) return resolve();
+        const t = setTimeout(() => { h.proc.kill('SIGKILL'); }, 10_000);
+        h.proc.once('exit', () => { clearTimeout(t); resolve(); });
+        h.proc.send({ type: 'stop' });
+      })));
+    },
+  };
+}
+export type FleetProcesses = Awaited<ReturnType<typeof startFleetProcesses>>;
