@@ -6,6 +6,8 @@ import { createAlarmEngine } from './alarms.js';
 import { createAuth } from './auth.js';
 import type { BrokerAccounts } from './broker/accounts.js';
 import { createEmbeddedBroker, type EmbeddedBroker } from './broker/embedded.js';
+import { createMosquittoAccounts, type MosquittoAccounts } from './broker/mosquitto-accounts.js';
+import mqtt, { type MqttClient } from 'mqtt';
 import { createCommands } from './commands.js';
 import { createEnvelopeFactory } from './envelope.js';
 import { createEventBus } from './event-bus.js';
@@ -25,8 +27,6 @@ export interface ControllerOptions {
   /** Raw telemetry kept at full rate this long, then folded into rollups. */
   telemetryRawRetentionMs?: number;
   telemetryBucketMs?: number;
-  /** External broker mode: how node accounts are written (Mosquitto dynamic security). */
-  externalAccounts?: (client: { url: string }) => Promise<BrokerAccounts>;
   /** Embedded mode: how long after start a node that was online before may take to reconnect. */
   commandTtlMs?: number;
 }
@@ -76,8 +76,12 @@ export async function createController(opts: ControllerOptions = {}) {
     broker = createEmbeddedBroker({ port: config.RADIO_MQTT_PORT, log: log.child({ component: 'broker' }), controllerPassword: newSecret() });
     accounts = broker;
   } else {
-    accounts = { upsertNode: async () => {}, removeNode: async () => {}, disconnectNode: async () => {} };
+    // Replaced in start() by the Mosquitto dynamic-security writer; refuses until then.
+    const notReady = async () => { throw new Error('broker accounts are not ready (controller not started)'); };
+    accounts = { upsertNode: notReady, removeNode: notReady, disconnectNode: notReady };
   }
+  let accountsClient: MqttClient | undefined;
+  let mosquitto: MosquittoAccounts | undefined;
 
   const alarms = createAlarmEngine({
     store, bus, log: log.child({ component: 'alarms' }), now: nowInt, policy,
@@ -135,7 +139,18 @@ export async function createController(opts: ControllerOptions = {}) {
       }
       const url = external ? mqttUrl : `mqtt://127.0.0.1:${broker!.port}`;
       const u = new URL(url);
-      if (external && opts.externalAccounts) accounts = await opts.externalAccounts({ url });
+      if (external) {
+        // Node accounts go to Mosquitto's dynamic-security plugin over a connection of their own, so the
+        // fleet link never sees $CONTROL responses.
+        accountsClient = await mqtt.connectAsync(`${u.protocol}//${u.host}`, {
+          clientId: `controller-accounts-${process.pid}`, username: decodeURIComponent(u.username) || undefined,
+          password: decodeURIComponent(u.password) || undefined, protocolVersion: 4, clean: true, reconnectPeriod: 1000,
+        });
+        mosquitto = createMosquittoAccounts({ client: accountsClient, log: log.child({ component: 'mosquitto-accounts' }) });
+        await mosquitto.start();
+        await mosquitto.ensureDefaultDeny();
+        accounts = mosquitto;
+      }
       ctl.accounts = accounts;
       link = createFleetLink({
         url: `${u.protocol}//${u.host}`,
@@ -188,7 +203,7 @@ export async function createController(opts: ControllerOptions = {}) {
       clearInterval(compactTimer);
       alarms.stop();
       webhooks.stop();
-      for (const [name, fn] of [['http', () => app.close()], ['fleet-link', () => link?.stop()], ['broker', () => broker?.stop()]] as const) {
+      for (const [name, fn] of [['http', () => app.close()], ['fleet-link', () => link?.stop()], ['accounts', async () => { await mosquitto?.stop(); await accountsClient?.endAsync(); }], ['broker', () => broker?.stop()]] as const) {
         try { await fn(); } catch (e) { log.error({ err: e, part: name }, 'error while stopping'); }
       }
       db.close();

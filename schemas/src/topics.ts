@@ -115,6 +115,10 @@ export function encodePayload<N extends TopicName>(name: N, value: PayloadOf<N>)
  * embedded broker's hooks and written to Mosquitto's dynamic-security roles.
  */
 export function nodeAcl(nodeId: string, zoneId: string | null, communeId: string): { publish: string[]; subscribe: string[] } {
+  // Every id is validated: a '+', '#' or '/' in a zone or commune id would widen the node's access.
+  for (const [what, id] of [['node', nodeId], ['zone', zoneId], ['commune', communeId]] as const) {
+    if (id !== null && !ID_RE.test(id)) throw new Error(`invalid ${what} id for an ACL: ${JSON.stringify(id)}`);
+  }
   const up = (Object.keys(TOPICS) as TopicName[]).filter((n) => TOPICS[n].direction === 'up');
   const publish = up.map((n) => topicFor(n, nodeId));
   const subscribe = [`${TOPIC_ROOT}/node/${nodeId}/#`, `${TOPIC_ROOT}/commune/${communeId}/#`];

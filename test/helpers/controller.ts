@@ -31,7 +31,7 @@ export async function startTestController(opts: ControllerOptions & { dir?: stri
     ctl, dir, token, base,
     async api(method, p, body) {
       const r = await ctl.app.inject({ method: method as 'GET', url: p, headers: { authorization: `Bearer ${token}` }, ...(body !== undefined ? { payload: body as object } : {}) });
-      return { status: r.statusCode, body: r.body ? r.json() : undefined };
+      return { status: r.statusCode, body: (r.body ? r.json() : undefined) as never };
     },
     async stop() {
       await ctl.stop();

@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ControllerOptions } from '../../controller/src/controller.js';
 import WebSocket from 'ws';
 import { createTcpProxy, type TcpProxy } from '../../firmware-sim/src/impairment-proxy.js';
 import { provisionFleet, runFleet, type ProvisionedNode, type RunningFleet } from '../../firmware-sim/src/fleet.js';
@@ -13,7 +14,19 @@ const VILLAGES = 3;
 const PER_VILLAGE = 8; // 24 agents
 const OFFSETS = [-2000, -750, 0, 900, 2000];
 
-describe('fleet on the embedded broker (24 simulated clusters)', () => {
+export interface BrokerSetup {
+  /** Extra controller options (e.g. RADIO_MQTT_URL for an external broker). */
+  controller(): Promise<ControllerOptions>;
+  /** The broker's address as agents see it. */
+  brokerPort(t: TestController): number;
+  /** aedes closes a client whose publish is not authorised; Mosquitto drops the message silently. */
+  closesOnForbiddenPublish: boolean;
+  teardown?(): Promise<void>;
+}
+
+/** The fleet integration suite; it runs once per broker (embedded aedes, external Mosquitto). */
+export function fleetSuite(name: string, broker: BrokerSetup) {
+describe(`fleet on ${name} (24 simulated clusters)`, () => {
   let t: TestController;
   let specs: ProvisionedNode[];
   let fleet: RunningFleet;
@@ -21,8 +34,8 @@ describe('fleet on the embedded broker (24 simulated clusters)', () => {
   let brokerPort: number;
 
   beforeAll(async () => {
-    t = await startTestController();
-    brokerPort = t.ctl.broker!.port;
+    t = await startTestController(await broker.controller());
+    brokerPort = broker.brokerPort(t);
     specs = await provisionFleet({ base: t.base, token: t.token, count: VILLAGES * PER_VILLAGE, villages: VILLAGES, prefix: 'it' });
     // Cluster 0 reaches the broker through an impairment proxy so the test can black-hole its link.
     proxy = await createTcpProxy({ target: { host: '127.0.0.1', port: brokerPort } });
@@ -37,6 +50,7 @@ describe('fleet on the embedded broker (24 simulated clusters)', () => {
     await fleet?.stop();
     await proxy?.close();
     await t?.stop();
+    await broker.teardown?.();
   });
 
   it('shows every cluster online through the API', async () => {
@@ -191,8 +205,8 @@ describe('fleet on the embedded broker (24 simulated clusters)', () => {
 
     it('refuses anonymous and wrong-password connects', async () => {
       expect((await connectErr({ clientId: 'anon' })).message).toMatch(/Bad username or password|Not authorized/i);
-      expect((await connectErr({ clientId: specs[0]!.nodeId, username: specs[0]!.nodeId, password: 'wrong' })).message).toMatch(/Bad username or password/i);
-      expect((await connectErr({ clientId: 'someone-else', username: specs[0]!.nodeId, password: specs[0]!.password })).message).toMatch(/Identifier rejected/i);
+      expect((await connectErr({ clientId: specs[0]!.nodeId, username: specs[0]!.nodeId, password: 'wrong' })).message).toMatch(/Bad username or password|Not authorized/i);
+      expect((await connectErr({ clientId: 'someone-else', username: specs[0]!.nodeId, password: specs[0]!.password })).message).toMatch(/Identifier rejected|Not authorized/i);
     });
 
     it('refuses a node publishing on another node\'s topic, and a forbidden subscription', async () => {
@@ -201,9 +215,21 @@ describe('fleet on the embedded broker (24 simulated clusters)', () => {
       const c = await mqtt.connectAsync(url(), { clientId: s.nodeId, username: s.username, password: s.password, protocolVersion: 4, reconnectPeriod: 0 });
       // SUBACK 0x80: MQTT.js rejects the subscription.
       await expect(c.subscribeAsync(topicFor('nodeCommand', specs[12]!.nodeId))).rejects.toThrow(/Subscribe error/);
-      const closed = new Promise<void>((r) => c.once('close', () => r()));
-      c.publish(topicFor('telemetry', specs[12]!.nodeId), '{"forged":true}', { qos: 1 });
-      await closed; // aedes closes a client whose publish is not authorised
+      if (broker.closesOnForbiddenPublish) {
+        const closed = new Promise<void>((r) => c.once('close', () => r()));
+        c.publish(topicFor('telemetry', specs[12]!.nodeId), '{"forged":true}', { qos: 1 });
+        await closed; // aedes closes a client whose publish is not authorised
+      } else {
+        // Mosquitto drops it silently: publish the forgery, then an allowed marker on the same
+        // connection; once the marker has arrived, the forgery (sent first) would have too.
+        const invalidBefore = t.ctl.link.counters.invalid;
+        c.publish(topicFor('telemetry', specs[12]!.nodeId), '{"forged":true}', { qos: 1 });
+        c.publish(topicFor('telemetry', s.nodeId), '{"marker":true}', { qos: 1 });
+        await waitFor(() => t.ctl.link.counters.invalid > invalidBefore, { what: 'the marker' });
+        // Exactly one invalid message reached the controller: the marker. The forgery (also invalid,
+        // and sent first) never did.
+        expect(t.ctl.link.counters.invalid - invalidBefore).toBe(1);
+      }
       c.end(true);
       await fleet.byId(s.nodeId)!.agent.start();
     });
@@ -239,3 +265,4 @@ describe('fleet on the embedded broker (24 simulated clusters)', () => {
     });
   });
 });
+}
