@@ -175,8 +175,17 @@ export async function createController(opts: ControllerOptions = {}) {
           },
           onEvent: (id, e) => {
             const n = nodes.get(id);
-            if (n) store.addEvent(n.communeId, id, nowInt(), `fault.${e.fault}.${e.state}`, e);
-            alarms.onFault(id, e);
+            if (!n) return;
+            switch (e.kind) {
+              case 'fault':
+                store.addEvent(n.communeId, id, nowInt(), `fault.${e.fault}.${e.state}`, e);
+                alarms.onFault(id, e);
+                return;
+              case 'cache_missing':
+                store.addEvent(n.communeId, id, nowInt(), 'cache.missing', e);
+                log.warn({ nodeId: id, airingId: e.airingId, mediaIds: e.mediaIds }, 'airing starting soon is not cached on the node');
+                return;
+            }
           },
           onReply: (id, r) => commands.onReply(id, r),
         },

@@ -2,7 +2,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import {
   decodePayload, encodePayload, filterFor, parseTopic, TOPICS,
-  type CommandReply, type FaultEvent, type PayloadOf, type Telemetry, type TopicName,
+  type CommandReply, type NodeEvent, type PayloadOf, type PlanAck, type Receipt, type Telemetry, type TopicName,
 } from '../../schemas/src/index.js';
 import { topicFor } from '../../schemas/src/index.js';
 import type { EnvelopeFactory } from './envelope.js';
@@ -12,11 +12,17 @@ export interface FleetHandlers {
   isKnown(nodeId: string): boolean;
   onStatus(nodeId: string, online: boolean, p: PayloadOf<'status'>): void;
   onTelemetryBatch(batch: { nodeId: string; ts: number; t: Telemetry; json: string }[]): void;
-  onEvent(nodeId: string, e: FaultEvent): void;
+  onEvent(nodeId: string, e: NodeEvent): void;
   onReply(nodeId: string, r: CommandReply): void;
+  onPlanAck?(nodeId: string, a: PlanAck): void;
+  /**
+   * Store receipts; return the ids now committed (new or already stored). They are acknowledged to
+   * the agent only after this returns, so a receipt leaves the agent's queue only once it is in SQLite.
+   */
+  onReceipts?(nodeId: string, receipts: Receipt[]): string[];
 }
 
-const UP: TopicName[] = ['status', 'telemetry', 'event', 'reply', 'timeRequest'];
+const UP: TopicName[] = (Object.keys(TOPICS) as TopicName[]).filter((n) => TOPICS[n].direction === 'up');
 
 /**
  * The controller's MQTT side: one client of the (embedded or external) broker. Every inbound payload is
@@ -74,6 +80,25 @@ export function createFleetLink(deps: {
         handlers.onReply(pt.id, r.value);
         return;
       }
+      case 'planAck': {
+        const r = decodePayload('planAck', payload);
+        if (!r.ok) return invalid(topic, r.error);
+        handlers.onPlanAck?.(pt.id, r.value);
+        return;
+      }
+      case 'receipts': {
+        const r = decodePayload('receipts', payload);
+        if (!r.ok) return invalid(topic, r.error);
+        if (!handlers.onReceipts) return;
+        let ids: string[];
+        try { ids = handlers.onReceipts(pt.id, r.value.receipts); } catch (e) {
+          // Not committed: no ack, the agent keeps them queued and retries.
+          log.error({ err: e, nodeId: pt.id }, 'storing receipts failed');
+          return;
+        }
+        if (ids.length) publish('receiptAck', pt.id, { ...deps.envelope(60_000), ids });
+        return;
+      }
       case 'timeRequest': {
         const t1 = now();
         const r = decodePayload('timeRequest', payload);
@@ -82,7 +107,7 @@ export function createFleetLink(deps: {
         publish('timeResponse', pt.id, { ...deps.envelope(10_000), id: r.value.id, t0: r.value.t0, t1, t2: now() });
         return;
       }
-      case 'nodeCommand': case 'zoneCommand': case 'communeCommand': case 'timeResponse': case 'config':
+      case 'nodeCommand': case 'zoneCommand': case 'communeCommand': case 'timeResponse': case 'config': case 'plan': case 'receiptAck':
         return;
     }
   }

@@ -251,7 +251,8 @@ export function createAgent(o: AgentOptions) {
       case 'nodeCommand': case 'zoneCommand': case 'communeCommand':
         void onCommand(topic, r.value as Command);
         return;
-      case 'status': case 'telemetry': case 'event': case 'reply': case 'timeRequest':
+      case 'status': case 'telemetry': case 'event': case 'reply': case 'timeRequest': case 'planAck': case 'receipts':
+      case 'plan': case 'receiptAck':
         return;
     }
   }

@@ -104,7 +104,17 @@ export const FaultEvent = AgentHeader.extend({
 });
 export type FaultEvent = z.infer<typeof FaultEvent>;
 
-export const NodeEvent = z.discriminatedUnion('kind', [FaultEvent]);
+/** The agent warns that an airing starting soon has media it has not cached. */
+export const CacheWarningEvent = AgentHeader.extend({
+  kind: z.literal('cache_missing'),
+  airingId: z.string().max(80),
+  mediaIds: z.array(z.string().max(64)).max(200),
+  startAt: EpochMs,
+  detail: z.string().max(500).optional(),
+});
+export type CacheWarningEvent = z.infer<typeof CacheWarningEvent>;
+
+export const NodeEvent = z.discriminatedUnion('kind', [FaultEvent, CacheWarningEvent]);
 export type NodeEvent = z.infer<typeof NodeEvent>;
 
 export { Id };

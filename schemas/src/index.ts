@@ -4,6 +4,7 @@ export * from './health.js';
 export * from './commands.js';
 export * from './timesync.js';
 export * from './node-config.js';
+export * from './plan.js';
 export * from './topics.js';
 export * from './api.js';
 export * from './config.js';

@@ -17,5 +17,7 @@ export const NodeConfig = Envelope.extend({
   defaultVolume: Volume.default(70),
   telemetryIntervalMs: z.number().int().min(500).max(3_600_000).optional(),
   maintenance: z.boolean().default(false),
+  /** Base URL of the controller's HTTP API for media downloads (node credentials, HTTP Basic). */
+  httpBase: z.string().url().optional(),
 });
 export type NodeConfig = z.infer<typeof NodeConfig>;

@@ -4,6 +4,7 @@ import { MAX_PAYLOAD_BYTES, TOPIC_ROOT } from './envelope.js';
 import { Availability, NodeEvent, Telemetry } from './health.js';
 import { TimeRequest, TimeResponse } from './timesync.js';
 import { NodeConfig } from './node-config.js';
+import { Plan, PlanAck, ReceiptAck, ReceiptBatch } from './plan.js';
 
 /** Who publishes: `up` = agent → controller, `down` = controller → agent(s). */
 export type Direction = 'up' | 'down';
@@ -33,6 +34,10 @@ export const TOPICS = {
   event: def({ scope: 'node', suffix: 'event', direction: 'up', retained: false, qos: 1, schema: NodeEvent }),
   reply: def({ scope: 'node', suffix: 'reply', direction: 'up', retained: false, qos: 1, schema: CommandReply }),
   timeRequest: def({ scope: 'node', suffix: 'time/req', direction: 'up', retained: false, qos: 0, schema: TimeRequest }),
+  planAck: def({ scope: 'node', suffix: 'plan/ack', direction: 'up', retained: false, qos: 1, schema: PlanAck }),
+  receipts: def({ scope: 'node', suffix: 'receipts', direction: 'up', retained: false, qos: 1, schema: ReceiptBatch }),
+  plan: def({ scope: 'node', suffix: 'plan', direction: 'down', retained: true, qos: 1, schema: Plan }),
+  receiptAck: def({ scope: 'node', suffix: 'receipts/ack', direction: 'down', retained: false, qos: 1, schema: ReceiptAck }),
   nodeCommand: def({ scope: 'node', suffix: 'cmd', direction: 'down', retained: false, qos: 1, schema: Command }),
   zoneCommand: def({ scope: 'zone', suffix: 'cmd', direction: 'down', retained: false, qos: 1, schema: Command }),
   communeCommand: def({ scope: 'commune', suffix: 'cmd', direction: 'down', retained: false, qos: 1, schema: Command }),
