@@ -54,6 +54,9 @@ export function createFleetLink(deps: {
     switch (pt.name) {
       case 'status': {
         if (payload.length === 0) return; // retained status cleared
+        // Telemetry that arrived before this status must be handled before it, or a dead node's last
+        // queued telemetry would bring it back online.
+        flush();
         const r = decodePayload('status', payload);
         if (!r.ok) return invalid(topic, r.error);
         // No timestamp filtering: on a session takeover the broker publishes the old session's will
@@ -69,6 +72,7 @@ export function createFleetLink(deps: {
         return;
       }
       case 'event': {
+        flush(); // keep order with queued telemetry (alarm conditions)
         const r = decodePayload('event', payload);
         if (!r.ok) return invalid(topic, r.error);
         handlers.onEvent(pt.id, r.value);

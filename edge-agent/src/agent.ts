@@ -82,7 +82,15 @@ export function createAgent(o: AgentOptions) {
     const c = client;
     if (!c?.connected) return false;
     const d = TOPICS[name];
-    c.publish(topicFor(name, o.nodeId), encodePayload(name, payload), { qos: d.qos, retain: d.retained }, (err) => {
+    let body: string;
+    try {
+      body = encodePayload(name, payload);
+    } catch (e) {
+      // A bad reading (e.g. a NaN sensor value) must not take the agent down: log it, skip this message.
+      log.error({ topic: name, err: (e as Error).message }, 'refusing to publish an invalid payload');
+      return false;
+    }
+    c.publish(topicFor(name, o.nodeId), body, { qos: d.qos, retain: d.retained }, (err) => {
       if (err) log.debug({ err: err.message, topic: name }, 'publish failed');
     });
     return true;
@@ -327,7 +335,9 @@ export function createAgent(o: AgentOptions) {
       client.on('message', onMessage);
       client.on('close', () => scheduleReconnect());
       client.on('error', (e) => log.debug({ err: e.message }, 'mqtt error'));
-      telemetryTimer = timers.setInterval(() => { publish('telemetry', telemetry()); }, config?.telemetryIntervalMs ?? telemetryMs);
+      telemetryTimer = timers.setInterval(() => {
+        try { publish('telemetry', telemetry()); } catch (e) { log.error({ err: (e as Error).message }, 'telemetry failed'); }
+      }, config?.telemetryIntervalMs ?? telemetryMs);
       scheduleSync();
     },
     /** Clean stop: retained `offline` (reason shutdown), then disconnect. */

@@ -221,8 +221,9 @@ class SimHardwareImpl extends EventEmitter implements SimHardware {
       ...(gain === 'amplifier' ? { gainAt: (t: number) => this.gainAt(t) } : {}),
     });
 
-    for (const f of o.faults ?? []) this.inject(f);
+    // Set before the power-on faults: inject('mains_fail') advances the models from lastEnvTrue.
     this.lastEnvTrue = tc.now();
+    for (const f of o.faults ?? []) this.inject(f);
     this.envTimer = setInterval(() => this.updateEnv(), o.envTickMs ?? 1000);
     this.envTimer.unref();
   }

@@ -222,3 +222,17 @@ describe('sim hardware: the rest of the status', () => {
     await expect(h.setAmplifier(true)).rejects.toMatchObject({ code: 'CLOSED' });
   });
 });
+
+describe('power-on faults', () => {
+  it('starts on battery with real numbers when created with mains_fail (regression: NaN battery and temperature)', async () => {
+    const h = createSimHardware({ nodeId: 'pf', faults: [{ kind: 'mains_fail' }] });
+    try {
+      const s = h.status();
+      expect(s.power.source).toBe('battery');
+      expect(Number.isFinite(s.power.batteryV)).toBe(true);
+      expect(Number.isFinite(s.temperatureC)).toBe(true);
+    } finally {
+      await h.close();
+    }
+  });
+});

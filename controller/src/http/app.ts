@@ -6,6 +6,7 @@ import {
   serializerCompiler, validatorCompiler, type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import type { Principal } from '../auth.js';
+import { DynsecError } from '../broker/mosquitto-accounts.js';
 import { AppError } from '../errors.js';
 import type { Services } from '../services.js';
 import { alarmRoutes } from './routes/alarms.js';
@@ -16,6 +17,7 @@ import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { nodeRoutes } from './routes/nodes.js';
 import { webhookRoutes } from './routes/webhooks.js';
+import { webRoutes } from './routes/web.js';
 import { zoneRoutes } from './routes/zones.js';
 
 declare module 'fastify' {
@@ -46,6 +48,10 @@ export async function buildApp(svc: Services, extraPlugins: ((app: FastifyInstan
       return reply.code(400).send({ code: 'VALIDATION_ERROR', message: `invalid ${err.validationContext ?? 'request'}: ${issues.join('; ')}`, statusCode: 400 });
     }
     if (err instanceof AppError) return reply.code(err.statusCode).send({ code: err.code, message: err.message, statusCode: err.statusCode });
+    if (err instanceof DynsecError) {
+      req.log.error({ err, url: req.url }, 'external broker refused an account change');
+      return reply.code(502).send({ code: 'BROKER_ACCOUNT_FAILED', message: `the MQTT broker did not accept the account change: ${err.message}`, statusCode: 502 });
+    }
     if (isResponseSerializationError(err)) {
       req.log.error({ err, url: req.url }, 'response failed its schema');
       return reply.code(500).send({ code: 'INTERNAL', message: 'internal error', statusCode: 500 });
@@ -96,6 +102,7 @@ export async function buildApp(svc: Services, extraPlugins: ((app: FastifyInstan
     await webhookRoutes(api, svc);
     for (const p of extraPlugins) await p(api, svc);
   }, { prefix: API });
+  await webRoutes(app, svc);
 
   return app;
 }

@@ -8,6 +8,9 @@ export type Db = Database.Database;
  * Ordered, append-only migrations. Every table that holds commune data carries commune_id from the
  * first migration (communes are tenants of one controller).
  */
+import { MEDIA_MIGRATION } from './migrations-media.js';
+import { SCHEDULING_MIGRATION } from './migrations-scheduling.js';
+
 const MIGRATIONS: string[] = [
   `
   CREATE TABLE communes (
@@ -145,6 +148,8 @@ const MIGRATIONS: string[] = [
   CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
   CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
   `,
+  MEDIA_MIGRATION,
+  SCHEDULING_MIGRATION,
 ];
 
 export function openDb(file: string): Db {
