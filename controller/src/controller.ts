@@ -17,6 +17,7 @@ import { newSecret } from './secrets.js';
 import { openDb } from './store/db.js';
 import { createStore } from './store/store.js';
 import { createWebhooks } from './webhooks.js';
+import { createScheduling } from './scheduling/index.js';
 import type { NodeCacheEntry, Services } from './services.js';
 
 export interface ControllerOptions {
@@ -89,6 +90,7 @@ export async function createController(opts: ControllerOptions = {}) {
   });
   const webhooks = createWebhooks({ store, bus, log: log.child({ component: 'webhooks' }) });
   let link: FleetLink | undefined;
+  const scheduling = createScheduling({ store, bus, log: log.child({ component: 'scheduling' }), now: nowInt, envelope, link: () => link!, nodes });
   const commands = createCommands({ store, link: () => link!, bus, log: log.child({ component: 'commands' }), now: nowInt, envelope, ttlMs: opts.commandTtlMs });
 
   function setStatus(nodeId: string, online: boolean, agentVersion: string | null) {
@@ -108,7 +110,7 @@ export async function createController(opts: ControllerOptions = {}) {
 
   const mqttUrl = external ? config.RADIO_MQTT_URL! : '';
   const ctl: Services & { broker: EmbeddedBroker | undefined; start(): Promise<void>; stop(): Promise<void>; httpPort(): number } = {
-    config, log, store, bus, auth, alarms, webhooks, commands, nodes, accounts, now: nowInt, envelope, dataDir,
+    config, log, store, bus, auth, alarms, webhooks, commands, scheduling, nodes, accounts, now: nowInt, envelope, dataDir,
     get broker() { return broker; },
     get link() { return link!; },
     refreshNode,
@@ -117,7 +119,7 @@ export async function createController(opts: ControllerOptions = {}) {
       if (!n) return;
       const body = link!.publish('config', id, {
         ...envelope(), nodeId: n.id, communeId: n.communeId, zoneId: n.zoneId, name: n.name,
-        timezone: 'Asia/Ho_Chi_Minh', defaultVolume: 70, maintenance: n.maintenance,
+        timezone: 'Asia/Ho_Chi_Minh', defaultVolume: 70, maintenance: n.maintenance, httpBase: ctl.httpBase(),
       });
       store.putRetained(topicFor('config', id), n.communeId, body, nowInt());
     },
@@ -188,12 +190,15 @@ export async function createController(opts: ControllerOptions = {}) {
             }
           },
           onReply: (id, r) => commands.onReply(id, r),
+          onPlanAck: (id, a) => scheduling.onPlanAck(id, a),
+          onReceipts: (id, r) => scheduling.onReceipts(id, r),
         },
       });
       await link.start();
       for (const r of store.allRetained()) link.publishRaw(r.topic, r.payload, true);
       alarms.start();
       webhooks.start();
+      await scheduling.start();
       compactTimer = setInterval(() => {
         try { store.compactTelemetry(nowInt() - (opts.telemetryRawRetentionMs ?? 24 * 3600_000), opts.telemetryBucketMs ?? 300_000); }
         catch (e) { log.error({ err: e }, 'telemetry compaction failed'); }
@@ -212,6 +217,7 @@ export async function createController(opts: ControllerOptions = {}) {
       clearInterval(compactTimer);
       alarms.stop();
       webhooks.stop();
+      await scheduling.stop();
       for (const [name, fn] of [['http', () => app.close()], ['fleet-link', () => link?.stop()], ['accounts', async () => { await mosquitto?.stop(); await accountsClient?.endAsync(); }], ['broker', () => broker?.stop()]] as const) {
         try { await fn(); } catch (e) { log.error({ err: e, part: name }, 'error while stopping'); }
       }

@@ -9,6 +9,7 @@ import type { EventBus } from './event-bus.js';
 import type { FleetLink } from './fleet-link.js';
 import type { Store } from './store/store.js';
 import type { Webhooks } from './webhooks.js';
+import type { Scheduling } from './scheduling/index.js';
 
 export interface NodeCacheEntry { communeId: string; zoneId: string; maintenance: boolean; status: 'online' | 'offline'; seen: boolean }
 
@@ -22,6 +23,7 @@ export interface Services {
   alarms: AlarmEngine;
   webhooks: Webhooks;
   commands: Commands;
+  scheduling: Scheduling;
   nodes: Map<string, NodeCacheEntry>;
   accounts: BrokerAccounts;
   now: () => number;

@@ -18,6 +18,8 @@ import { healthRoutes } from './routes/health.js';
 import { nodeRoutes } from './routes/nodes.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { webRoutes } from './routes/web.js';
+import { schedulingRoutes } from './routes/scheduling.js';
+import { mediaRoutes } from './routes/media.js';
 import { zoneRoutes } from './routes/zones.js';
 
 declare module 'fastify' {
@@ -100,6 +102,8 @@ export async function buildApp(svc: Services, extraPlugins: ((app: FastifyInstan
     await eventRoutes(api, svc);
     await auditRoutes(api, svc);
     await webhookRoutes(api, svc);
+    await mediaRoutes(api, svc);
+    await schedulingRoutes(api, svc);
     for (const p of extraPlugins) await p(api, svc);
   }, { prefix: API });
   await webRoutes(app, svc);

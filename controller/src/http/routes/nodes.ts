@@ -42,6 +42,7 @@ export async function nodeRoutes(root: FastifyInstance, svc: Services) {
     });
     svc.refreshNode(id);
     svc.publishNodeConfig(id);
+    svc.scheduling.onNodeChanged(id);
     store.audit(p.communeId, svc.now(), p.username, 'node.provision', id, { zoneId: b.zoneId, name: b.name });
     return reply.code(201).send({ node: store.getNode(p.communeId, id)!, credentials: credentials(id, secret) });
   });
@@ -73,6 +74,7 @@ export async function nodeRoutes(root: FastifyInstance, svc: Services) {
     if (zoneId !== cur.zoneId) await svc.accounts.upsertNode({ nodeId: cur.id, communeId: p.communeId, zoneId });
     svc.publishNodeConfig(cur.id);
     if (zoneId !== cur.zoneId) await svc.accounts.disconnectNode(cur.id);
+    svc.scheduling.onNodeChanged(cur.id);
     store.audit(p.communeId, svc.now(), p.username, 'node.update', cur.id, b);
     return store.getNode(p.communeId, cur.id)!;
   });
@@ -98,6 +100,7 @@ export async function nodeRoutes(root: FastifyInstance, svc: Services) {
     svc.clearNodeConfig(n.id);
     svc.refreshNode(n.id);
     svc.alarms.forget(n.id);
+    svc.scheduling.onNodeChanged(n.id);
     store.audit(p.communeId, svc.now(), p.username, 'node.delete', n.id);
     return reply.code(204).send();
   });
