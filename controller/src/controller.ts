@@ -18,6 +18,8 @@ import { openDb } from './store/db.js';
 import { createStore } from './store/store.js';
 import { createWebhooks } from './webhooks.js';
 import { createScheduling } from './scheduling/index.js';
+import { createMediaService } from './media/media-service.js';
+import { createSupervisor } from '../../audio-pipeline/src/index.js';
 import type { NodeCacheEntry, Services } from './services.js';
 
 export interface ControllerOptions {
@@ -91,6 +93,9 @@ export async function createController(opts: ControllerOptions = {}) {
   const webhooks = createWebhooks({ store, bus, log: log.child({ component: 'webhooks' }) });
   let link: FleetLink | undefined;
   const scheduling = createScheduling({ store, bus, log: log.child({ component: 'scheduling' }), now: nowInt, envelope, link: () => link!, nodes });
+  // 2 cores: one normal ffmpeg job at a time, one slot kept for urgent work (emergency TTS, live).
+  const supervisor = createSupervisor({ concurrency: 1, urgentSlots: 1, log: log.child({ component: 'supervisor' }) });
+  const media = createMediaService({ store, log: log.child({ component: 'media' }), bus, now: nowInt, dataDir, supervisor, isInUse: (c, id) => scheduling.isMediaInUse(c, id) });
   const commands = createCommands({ store, link: () => link!, bus, log: log.child({ component: 'commands' }), now: nowInt, envelope, ttlMs: opts.commandTtlMs });
 
   function setStatus(nodeId: string, online: boolean, agentVersion: string | null) {
@@ -110,7 +115,7 @@ export async function createController(opts: ControllerOptions = {}) {
 
   const mqttUrl = external ? config.RADIO_MQTT_URL! : '';
   const ctl: Services & { broker: EmbeddedBroker | undefined; start(): Promise<void>; stop(): Promise<void>; httpPort(): number } = {
-    config, log, store, bus, auth, alarms, webhooks, commands, scheduling, nodes, accounts, now: nowInt, envelope, dataDir,
+    config, log, store, bus, auth, alarms, webhooks, commands, scheduling, media, supervisor, nodes, accounts, now: nowInt, envelope, dataDir,
     get broker() { return broker; },
     get link() { return link!; },
     refreshNode,
@@ -198,6 +203,7 @@ export async function createController(opts: ControllerOptions = {}) {
       for (const r of store.allRetained()) link.publishRaw(r.topic, r.payload, true);
       alarms.start();
       webhooks.start();
+      supervisor.start();
       await scheduling.start();
       compactTimer = setInterval(() => {
         try { store.compactTelemetry(nowInt() - (opts.telemetryRawRetentionMs ?? 24 * 3600_000), opts.telemetryBucketMs ?? 300_000); }
@@ -218,6 +224,7 @@ export async function createController(opts: ControllerOptions = {}) {
       alarms.stop();
       webhooks.stop();
       await scheduling.stop();
+      await supervisor.stop();
       for (const [name, fn] of [['http', () => app.close()], ['fleet-link', () => link?.stop()], ['accounts', async () => { await mosquitto?.stop(); await accountsClient?.endAsync(); }], ['broker', () => broker?.stop()]] as const) {
         try { await fn(); } catch (e) { log.error({ err: e, part: name }, 'error while stopping'); }
       }

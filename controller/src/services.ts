@@ -10,6 +10,8 @@ import type { FleetLink } from './fleet-link.js';
 import type { Store } from './store/store.js';
 import type { Webhooks } from './webhooks.js';
 import type { Scheduling } from './scheduling/index.js';
+import type { MediaService } from './media/media-service.js';
+import type { Supervisor } from '../../audio-pipeline/src/index.js';
 
 export interface NodeCacheEntry { communeId: string; zoneId: string; maintenance: boolean; status: 'online' | 'offline'; seen: boolean }
 
@@ -24,6 +26,9 @@ export interface Services {
   webhooks: Webhooks;
   commands: Commands;
   scheduling: Scheduling;
+  media: MediaService;
+  /** The one supervisor every ffmpeg/espeak-ng child of this controller runs under. */
+  supervisor: Supervisor;
   nodes: Map<string, NodeCacheEntry>;
   accounts: BrokerAccounts;
   now: () => number;
