@@ -20,6 +20,7 @@ import { createWebhooks } from './webhooks.js';
 import { createScheduling } from './scheduling/index.js';
 import { createMediaService } from './media/media-service.js';
 import { createSupervisor } from '../../audio-pipeline/src/index.js';
+import { createTts } from '../../audio-pipeline/src/tts/index.js';
 import type { NodeCacheEntry, Services } from './services.js';
 
 export interface ControllerOptions {
@@ -92,10 +93,18 @@ export async function createController(opts: ControllerOptions = {}) {
   });
   const webhooks = createWebhooks({ store, bus, log: log.child({ component: 'webhooks' }) });
   let link: FleetLink | undefined;
-  const scheduling = createScheduling({ store, bus, log: log.child({ component: 'scheduling' }), now: nowInt, envelope, link: () => link!, nodes });
+  const scheduling = createScheduling({
+    store, bus, log: log.child({ component: 'scheduling' }), now: nowInt, envelope, link: () => link!, nodes,
+    // TTS items of a programme are rendered to media when the programme is saved (ahead of air).
+    renderTts: async (communeId, text, voice, actor) => ({ id: (await media.tts(communeId, actor, { text, voice })).media.id }),
+  });
   // 2 cores: one normal ffmpeg job at a time, one slot kept for urgent work (emergency TTS, live).
   const supervisor = createSupervisor({ concurrency: 1, urgentSlots: 1, log: log.child({ component: 'supervisor' }) });
-  const media = createMediaService({ store, log: log.child({ component: 'media' }), bus, now: nowInt, dataDir, supervisor, isInUse: (c, id) => scheduling.isMediaInUse(c, id) });
+  const tts = createTts({
+    supervisor, espeak: { tmpDir: path.join(dataDir, 'tmp') },
+    ...(config.RADIO_TTS_URL ? { http: { url: config.RADIO_TTS_URL, apiKey: config.RADIO_TTS_KEY, voice: config.RADIO_TTS_VOICE, tmpDir: path.join(dataDir, 'tmp') } } : {}),
+  });
+  const media = createMediaService({ store, log: log.child({ component: 'media' }), bus, now: nowInt, dataDir, supervisor, tts, isInUse: (c, id) => scheduling.isMediaInUse(c, id) });
   const commands = createCommands({ store, link: () => link!, bus, log: log.child({ component: 'commands' }), now: nowInt, envelope, ttlMs: opts.commandTtlMs });
 
   function setStatus(nodeId: string, online: boolean, agentVersion: string | null) {

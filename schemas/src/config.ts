@@ -15,6 +15,10 @@ export const ControllerEnv = z.object({
   RADIO_COMMUNE_ID: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/).default('default'),
   RADIO_COMMUNE_NAME: z.string().default('Xã mẫu'),
   RADIO_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Optional HTTP TTS service (a commercial Vietnamese neural voice); espeak-ng is always available. */
+  RADIO_TTS_URL: z.string().url().optional(),
+  RADIO_TTS_KEY: z.string().optional(),
+  RADIO_TTS_VOICE: z.string().default('default'),
   /** Webhook for alarm notifications, registered on first start if set. */
   RADIO_WEBHOOK_URL: z.string().url().optional(),
 });

@@ -9,3 +9,4 @@ export * from './media-api.js';
 export * from './topics.js';
 export * from './api.js';
 export * from './config.js';
+export * from './scheduling-api.js';

@@ -134,3 +134,33 @@ describe('media API (real ffmpeg, real SQLite)', () => {
     expect((await t.api('GET', `/api/v1/media/${id}`)).body.code).toBe('MEDIA_NOT_FOUND');
   });
 });
+
+describe('text to speech API (real espeak-ng)', () => {
+  let t: TestController;
+  beforeAll(async () => { t = await startTestController(); });
+  afterAll(async () => { await t?.stop(); });
+
+  it('normalises Vietnamese text, speaks it, and stores loudness-matched media with the normalised text beside it', async () => {
+    const voices = await t.api<any[]>('GET', '/api/v1/media/voices');
+    expect(voices.body.map((v) => v.id)).toEqual(expect.arrayContaining(['vi']));
+    const text = 'UBND xã thông báo: lúc 17h30 ngày 06/12/2026 tiêm chủng tại trạm y tế.';
+    const r = await t.api('POST', '/api/v1/media/tts', { text, voice: 'vi', title: 'Tiêm chủng' });
+    expect(r.status).toBe(201);
+    expect(r.body.kind).toBe('tts');
+    expect(r.body.text).toBe(text);
+    expect(r.body.normalizedText).toMatch(/Ủy ban nhân dân/i);
+    expect(r.body.normalizedText).toMatch(/mười bảy giờ ba mươi/);
+    expect(r.body.normalizedText).not.toMatch(/\d/);
+    expect(Math.abs(r.body.output.lufs - -16)).toBeLessThanOrEqual(1);
+    expect(r.body.durationMs).toBeGreaterThan(2000);
+  });
+
+  it('refuses empty text and an unknown voice with clear codes', async () => {
+    const empty = await t.api('POST', '/api/v1/media/tts', { text: '   ' });
+    expect(empty.status).toBe(400);
+    expect(empty.body.message).toMatch(/text/);
+    const voice = await t.api('POST', '/api/v1/media/tts', { text: 'xin chào', voice: 'klingon' });
+    expect(voice.status).toBe(400);
+    expect(voice.body.code).toBe('VOICE_UNKNOWN');
+  });
+});

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { ingestAudio, isMediaError, sha256File, type IngestResult, type Supervisor } from '../../../audio-pipeline/src/index.js';
+import type { Tts } from '../../../audio-pipeline/src/tts/index.js';
 import type { Media, MediaFormat } from '../../../schemas/src/index.js';
 import { AppError, notFound } from '../errors.js';
 import type { EventBus } from '../event-bus.js';
@@ -50,7 +51,7 @@ function toMedia(r: MediaRow): Media {
  */
 export function createMediaService(deps: {
   store: Store; log: Logger; bus: EventBus; now: () => number; dataDir: string; supervisor: Supervisor;
-  maxDurationMs?: number; isInUse?: (communeId: string, mediaId: string) => boolean;
+  maxDurationMs?: number; isInUse?: (communeId: string, mediaId: string) => boolean; tts?: Tts;
 }) {
   const { store, bus, now } = deps;
   const db = store.db;
@@ -109,6 +110,28 @@ export function createMediaService(deps: {
       deps.log.info({ id, communeId, durationMs: Math.round(r.durationMs), inLufs: r.input.lufs, outLufs: r.output.lufs }, 'media ingested');
       return { media: toMedia(byId.get(id, communeId)!), duplicate: false, timing: { ingestMs: performance.now() - t0 } };
     },
+
+    /** Text → normalised Vietnamese → speech → the same ingest as an upload (urgent lane for emergencies). */
+    async tts(communeId: string, actor: string, req: { text: string; voice?: string; title?: string; engine?: string; urgent?: boolean }) {
+      if (!deps.tts) throw new AppError(503, 'TTS_UNAVAILABLE', 'no text-to-speech engine is configured');
+      let spoken: Awaited<ReturnType<Tts['speak']>>;
+      try {
+        spoken = await deps.tts.speak(req.text, { voice: req.voice, engine: req.engine, urgent: req.urgent ?? false, outDir: tmpDir });
+      } catch (e) {
+        if (isMediaError(e)) throw new AppError(e.httpStatus, e.code, e.message);
+        throw e;
+      }
+      try {
+        const title = req.title ?? (req.text.length > 60 ? `${req.text.slice(0, 57)}…` : req.text);
+        return await this.ingest(communeId, actor, spoken.wavPath, {
+          kind: 'tts', title, text: req.text, normalizedText: spoken.normalizedText, voice: spoken.voice, engine: spoken.engine, urgent: req.urgent ?? false,
+        });
+      } finally {
+        fs.rmSync(spoken.wavPath, { force: true });
+      }
+    },
+
+    async voices() { return deps.tts ? deps.tts.voices() : []; },
 
     list(communeId: string, q: { q?: string; kind?: string; offset: number; limit: number }) {
       const where = ['commune_id = @c'];

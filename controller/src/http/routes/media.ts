@@ -4,7 +4,7 @@ import fastifyMultipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { Media, MediaFormat, MediaListQuery, MediaPeaks, MediaUploadReply, Paged } from '../../../../schemas/src/index.js';
+import { Media, MediaFormat, MediaListQuery, MediaPeaks, MediaUploadReply, Paged, TtsRequest } from '../../../../schemas/src/index.js';
 import { AppError, badRequest } from '../../errors.js';
 import { secretMatches } from '../../secrets.js';
 import type { Services } from '../../services.js';
@@ -38,6 +38,13 @@ export async function mediaRoutes(root: FastifyInstance, svc: Services) {
       fs.rmSync(tmp, { force: true });
     }
   });
+
+  app.post('/media/tts', { schema: { tags: ['media'], body: TtsRequest, response: { 200: MediaUploadReply, 201: MediaUploadReply } } }, async (req, reply) => {
+    const p = who(req);
+    const r = await svc.media.tts(p.communeId, p.username, req.body);
+    return reply.code(r.duplicate ? 200 : 201).send({ ...r.media, duplicate: r.duplicate });
+  });
+  app.get('/media/voices', { schema: { tags: ['media'], response: { 200: z.array(z.object({ id: z.string(), name: z.string(), language: z.string(), engine: z.string() })) } } }, async () => svc.media.voices());
 
   app.get('/media', { schema: { tags: ['media'], querystring: MediaListQuery, response: { 200: Paged(Media) } } }, async (req) => svc.media.list(who(req).communeId, req.query));
   app.get('/media/:id', { schema: { tags: ['media'], params, response: { 200: Media } } }, async (req) => svc.media.get(who(req).communeId, req.params.id));
