@@ -29,11 +29,12 @@ export const LinuxAudioConfig = z.object({
   /** ALSA buffer (aplay --buffer-time); default 2 × leadMs so the lead never fills it. */
   bufferMs: z.number().int().min(20).max(2000).optional(),
   /**
-   * /proc/asound/cardN/pcmMp/sub0/status of the output device (hw devices only). When set, the sink reads
-   * the device's `delay` once a second and steers its write pace to it, so sound-card crystal drift
-   * against the system clock does not accumulate into an underrun or a growing backlog.
+   * /proc/asound/cardN/pcmMp/sub0/status of the output device. The sink reads the device's `delay` once
+   * a second and steers its write pace to it, so sound-card crystal drift against the system clock does
+   * not accumulate into an underrun or a growing backlog. Default: derived from a `hw:`/`plughw:` device
+   * name (none for `default`/dmix); `false` turns steering off.
    */
-  statusPath: z.string().min(1).optional(),
+  statusPath: z.union([z.string().min(1), z.literal(false)]).optional(),
   /** Fixed latency after the ALSA buffer (codec FIFO, DAC filters, a USB adapter), ms. */
   outputLatencyMs: z.number().min(0).max(1000).default(0),
 });

@@ -1,8 +1,8 @@
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import {
-  encodePayload, MAX_PAYLOAD_BYTES, topicFor,
-  type Airing, type AiringItem, type Plan, type PlanAck, type Priority, type QuietHours, type Receipt,
+  Airing as AiringSchema, MAX_PAYLOAD_BYTES, Plan as PlanSchema, topicFor,
+  type Airing, type AiringItem, type PlanAck, type Priority, type QuietHours, type Receipt,
 } from '../../../schemas/src/index.js';
 import type {
   AiringState, ProgrammeCreate, ProgrammeItem, ProgrammeItemInput, ProgrammeUpdate, ScheduleCreate, ScheduleTarget, ScheduleUpdate,
@@ -162,8 +162,23 @@ export function createScheduling(deps: SchedulingDeps) {
     return { from, to: from + horizonMs + stepMs };
   }
 
-  function hashContent(v: unknown): string {
-    return crypto.createHash('sha256').update(JSON.stringify(v)).digest('hex');
+  /**
+   * Airings are shared by every node of a slot: each is validated against the wire schema and serialised
+   * once per re-plan, and node plans are assembled from those strings (1,000 nodes, 20 airings each: 20
+   * validations, not 1,000 whole-plan ones).
+   */
+  function airingJsonCache() {
+    const cache = new WeakMap<Airing, string>();
+    return (a: Airing): string => {
+      let j = cache.get(a);
+      if (j === undefined) {
+        const r = AiringSchema.safeParse(a);
+        if (!r.success) throw new Error(`airing ${a.id} is invalid: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`);
+        j = JSON.stringify(a);
+        cache.set(a, j);
+      }
+      return j;
+    };
   }
 
   /**
@@ -176,48 +191,55 @@ export function createScheduling(deps: SchedulingDeps) {
     const now = deps.now();
     const { from, to } = planWindow(now);
     const exp = expandAirings({ from, to, schedules: ctx.schedules, programmes: ctx.programmes, nodes: ctx.nodes });
-    const out: { nodeId: string; plan: Plan }[] = [];
+    const json = airingJsonCache();
+    const head = `${from}|${to}|${ctx.tz}|${ctx.quiet.start}-${ctx.quiet.end}|`;
+    const out: { nodeId: string; body: string }[] = [];
     repo.tx(() => {
       for (const n of ctx.nodes) {
-        const airings = exp.byNode.get(n.id) ?? [];
-        const hash = hashContent({ from, to, timezone: ctx.tz, quietHours: ctx.quiet, airings });
-        const prev = repo.nodePlan(n.id);
-        if (prev && prev.contentHash === hash && prev.communeId === communeId) continue;
-        const version = (prev?.version ?? 0) + 1;
-        let plan: Plan = { ...deps.envelope(), nodeId: n.id, version, from, to, timezone: ctx.tz, quietHours: ctx.quiet, airings };
-        let body: string;
-        try {
-          ({ plan, body } = fitPlan(plan));
-        } catch (e) {
+        let airings = exp.byNode.get(n.id) ?? [];
+        let jsons: string[];
+        try { jsons = airings.map(json); } catch (e) {
           log.error({ err: e, nodeId: n.id }, 'plan failed validation: not sent');
           continue;
         }
-        repo.putNodePlan({ nodeId: n.id, communeId, version, contentHash: hash, windowFrom: plan.from, windowTo: plan.to, airingCount: plan.airings.length, publishedAt: now });
-        store.putRetained(topicFor('plan', n.id), communeId, body, now);
-        repo.syncPlanAirings(n.id, communeId, version, plan.airings, now);
-        out.push({ nodeId: n.id, plan });
+        const hash = crypto.createHash('sha256').update(head).update(jsons.join(',')).digest('hex');
+        const prev = repo.nodePlan(n.id);
+        if (prev && prev.contentHash === hash && prev.communeId === communeId) continue;
+        // Grows by one per change, and never below the wall clock in seconds: a controller restored from
+        // an older backup still sends versions above what agents hold (they ignore lower ones as stale).
+        const version = Math.max((prev?.version ?? 0) + 1, Math.floor(now / 1000));
+        let planTo = to;
+        let body: string;
+        for (;;) {
+          const top = { ...deps.envelope(), nodeId: n.id, version, from, to: planTo, timezone: ctx.tz, quietHours: ctx.quiet };
+          const r = PlanSchema.safeParse({ ...top, airings: [] });
+          if (!r.success) { log.error({ nodeId: n.id, error: r.error.issues[0]?.message }, 'plan failed validation: not sent'); body = ''; break; }
+          body = `${JSON.stringify(top).slice(0, -1)},"airings":[${jsons.join(',')}]}`;
+          if (jsons.length <= 2000 && Buffer.byteLength(body) <= MAX_PAYLOAD_BYTES) break;
+          // Too big for one MQTT payload (256 KiB, 2,000 airings): drop the latest, shorten the window;
+          // every airing must still start before `to` (agents check it).
+          const cut = airings[Math.min(2000, Math.floor(airings.length * 0.9))];
+          if (!cut || cut.startAt <= from) { body = ''; break; }
+          log.warn({ nodeId: n.id, airings: airings.length }, 'plan too large for one payload: window shortened');
+          planTo = cut.startAt;
+          airings = airings.filter((a) => a.startAt < planTo);
+          jsons = jsons.slice(0, airings.length);
+        }
+        if (!body) { log.error({ nodeId: n.id }, 'plan does not fit one MQTT payload: not sent'); continue; }
+        repo.putNodePlan({ nodeId: n.id, communeId, version, contentHash: hash, windowFrom: from, windowTo: planTo, airingCount: airings.length, publishedAt: now });
+        repo.putRetainedPlan(topicFor('plan', n.id), communeId, body, now);
+        repo.syncPlanAirings(n.id, communeId, version, airings, now);
+        out.push({ nodeId: n.id, body });
       }
     });
+    // The bodies are exactly what encodePayload('plan', …) accepts (validated above), published
+    // retained at the topic's QoS.
     const l = link();
     for (const p of out) {
-      try { l?.publish('plan', p.nodeId, p.plan); } catch (e) { log.error({ err: e, nodeId: p.nodeId }, 'publishing plan failed'); }
+      try { l?.publishRaw(topicFor('plan', p.nodeId), p.body, true); } catch (e) { log.error({ err: e, nodeId: p.nodeId }, 'publishing plan failed'); }
     }
     if (out.length) log.info({ communeId, nodes: out.length, from, to }, 'plans published');
     return { published: out.map((p) => p.nodeId) };
-  }
-
-  /** Keep a plan under the payload limit (256 KiB, 2,000 airings): drop the latest airings, shorten `to`. */
-  function fitPlan(plan: Plan): { plan: Plan; body: string } {
-    let p = plan;
-    for (;;) {
-      const body = p.airings.length <= 2000 ? encodePayload('plan', p) : '';
-      if (body && Buffer.byteLength(body) <= MAX_PAYLOAD_BYTES) return { plan: p, body };
-      const keep = Math.min(2000, Math.floor(p.airings.length * 0.9));
-      const cut = p.airings[keep];
-      if (keep < 1 || !cut || cut.startAt <= p.from) throw new Error('plan does not fit one MQTT payload');
-      log.warn({ nodeId: p.nodeId, airings: p.airings.length, keep }, 'plan too large for one payload: window shortened');
-      p = { ...p, airings: p.airings.slice(0, keep), to: cut.startAt };
-    }
   }
 
   function replanAll(): { published: string[] } {

@@ -113,7 +113,14 @@ export function createSchedulingRepo(db: Db) {
       VALUES (@nodeId, @airingId, @communeId, @scheduleId, @programmeId, @title, @startAt, @durationMs, @priority, @rank, @planVersion)
       ON CONFLICT(node_id, airing_id) DO UPDATE SET title = excluded.title, duration_ms = excluded.duration_ms, priority = excluded.priority,
         rank = excluded.rank, programme_id = excluded.programme_id, plan_version = excluded.plan_version, commune_id = excluded.commune_id`),
-    futureAirings: db.prepare<[string, number], { airing_id: string }>(`SELECT airing_id FROM plan_airings WHERE node_id = ? AND start_at > ?`),
+    nodeAirings: db.prepare<[string, number], { airing_id: string; start_at: number; title: string; duration_ms: number; priority: string; rank: number; programme_id: string }>(
+      `SELECT airing_id, start_at, title, duration_ms, priority, rank, programme_id FROM plan_airings WHERE node_id = ? AND start_at + duration_ms > ?`),
+    putPlan: db.prepare(`INSERT INTO node_plans (node_id, commune_id, version, content_hash, window_from, window_to, airing_count, published_at)
+      VALUES (@nodeId, @communeId, @version, @contentHash, @windowFrom, @windowTo, @airingCount, @publishedAt)
+      ON CONFLICT(node_id) DO UPDATE SET commune_id = excluded.commune_id, version = excluded.version, content_hash = excluded.content_hash,
+        window_from = excluded.window_from, window_to = excluded.window_to, airing_count = excluded.airing_count, published_at = excluded.published_at`),
+    putRetained: db.prepare(`INSERT INTO retained (topic, commune_id, payload, updated_at) VALUES (?, ?, ?, ?)
+      ON CONFLICT(topic) DO UPDATE SET commune_id = excluded.commune_id, payload = excluded.payload, updated_at = excluded.updated_at`),
     delAiring: db.prepare(`DELETE FROM plan_airings WHERE node_id = ? AND airing_id = ?`),
   };
 
@@ -192,11 +199,10 @@ export function createSchedulingRepo(db: Db) {
     // --- plans
     nodePlan: (nodeId: string) => { const r = q.planGet.get(nodeId); return r ? toNodePlan(r) : undefined; },
     putNodePlan(p: { nodeId: string; communeId: string; version: number; contentHash: string; windowFrom: number; windowTo: number; airingCount: number; publishedAt: number }) {
-      db.prepare(`INSERT INTO node_plans (node_id, commune_id, version, content_hash, window_from, window_to, airing_count, published_at)
-        VALUES (@nodeId, @communeId, @version, @contentHash, @windowFrom, @windowTo, @airingCount, @publishedAt)
-        ON CONFLICT(node_id) DO UPDATE SET commune_id = excluded.commune_id, version = excluded.version, content_hash = excluded.content_hash,
-          window_from = excluded.window_from, window_to = excluded.window_to, airing_count = excluded.airing_count, published_at = excluded.published_at`).run(p);
+      q.putPlan.run({ nodeId: p.nodeId, communeId: p.communeId, version: p.version, contentHash: p.contentHash, windowFrom: p.windowFrom, windowTo: p.windowTo, airingCount: p.airingCount, publishedAt: p.publishedAt });
     },
+    /** The retained plan body, written with the plan row (the same table the controller republishes from). */
+    putRetainedPlan: (topic: string, communeId: string, payload: string, ts: number) => q.putRetained.run(topic, communeId, payload, ts),
     /** Record a plan ack; an older version's ack never moves the acknowledged version backwards. */
     ackPlan(nodeId: string, version: number, status: 'applied' | 'rejected', error: string | null, missing: string[], ts: number): boolean {
       return db.prepare(`UPDATE node_plans SET
@@ -206,13 +212,17 @@ export function createSchedulingRepo(db: Db) {
         .run({ nodeId, version, status, error, ts, missing: JSON.stringify(missing) }).changes > 0;
     },
     /**
-     * Keep the airing history of a node in step with the plan just sent: upsert its airings, delete the
-     * ones not yet started (start > now) that the new plan no longer has.
+     * Keep the airing history of a node in step with the plan just sent: insert new airings, update
+     * changed ones, delete the ones not yet started (start > now) that the new plan no longer has.
+     * Unchanged rows are not written (a re-plan of 1,000 nodes touches only what moved).
      */
     syncPlanAirings(nodeId: string, communeId: string, version: number, airings: readonly { id: string; scheduleId: string; programmeId: string; title: string; startAt: number; durationMs: number; priority: Priority; rank: number }[], now: number) {
       const keep = new Set(airings.map((a) => a.id));
-      for (const r of q.futureAirings.all(nodeId, now)) if (!keep.has(r.airing_id)) q.delAiring.run(nodeId, r.airing_id);
+      const have = new Map(q.nodeAirings.all(nodeId, Math.min(now, airings[0]?.startAt ?? now)).map((r) => [r.airing_id, r]));
+      for (const [id, r] of have) if (r.start_at > now && !keep.has(id)) q.delAiring.run(nodeId, id);
       for (const a of airings) {
+        const r = have.get(a.id);
+        if (r && r.title === a.title && r.duration_ms === a.durationMs && r.priority === a.priority && r.rank === a.rank && r.programme_id === a.programmeId) continue;
         q.upAiring.run({ nodeId, airingId: a.id, communeId, scheduleId: a.scheduleId, programmeId: a.programmeId, title: a.title, startAt: a.startAt, durationMs: a.durationMs, priority: a.priority, rank: a.rank, planVersion: version });
       }
     },

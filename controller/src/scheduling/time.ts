@@ -28,20 +28,40 @@ export function isValidTimeZone(tz: string): boolean {
 
 export interface LocalParts { y: number; m: number; d: number; hh: number; mm: number; ss: number }
 
-/** Wall-clock fields of an instant in `tz` (milliseconds dropped). */
-export function localParts(instant: number, tz: string): LocalParts {
+/** Offset from the IANA database through Intl (slow: a few µs); memoised below. */
+function intlOffsetMs(instant: number, tz: string): number {
   const p: Record<string, number> = {};
   for (const part of formatter(tz).formatToParts(new Date(instant))) {
     if (part.type !== 'literal') p[part.type] = Number(part.value);
   }
-  return { y: p.year!, m: p.month!, d: p.day!, hh: p.hour! % 24, mm: p.minute!, ss: p.second! };
+  return Date.UTC(p.year!, p.month! - 1, p.day!, p.hour! % 24, p.minute!, p.second!) - instant;
 }
 
-/** Offset of `tz` from UTC at `instant`, ms (Asia/Ho_Chi_Minh: +7 h, no DST since 1975). */
+const BUCKET_MS = 15 * 60_000;
+const offsets = new Map<string, Map<number, number>>();
+
+/**
+ * Offset of `tz` from UTC at `instant`, ms (Asia/Ho_Chi_Minh: +7 h, no DST since 1975). Memoised per
+ * 15-minute UTC bucket: offsets are multiples of 15 min and change at whole local quarter hours, so every
+ * transition since 1970 falls on a bucket boundary.
+ */
 export function tzOffsetMs(instant: number, tz: string): number {
-  const whole = Math.floor(instant / 1000) * 1000;
-  const l = localParts(whole, tz);
-  return Date.UTC(l.y, l.m - 1, l.d, l.hh, l.mm, l.ss) - whole;
+  const bucket = Math.floor(instant / BUCKET_MS);
+  let m = offsets.get(tz);
+  if (!m) offsets.set(tz, (m = new Map()));
+  let off = m.get(bucket);
+  if (off === undefined) {
+    off = intlOffsetMs(bucket * BUCKET_MS, tz);
+    if (m.size > 100_000) m.clear();
+    m.set(bucket, off);
+  }
+  return off;
+}
+
+/** Wall-clock fields of an instant in `tz` (milliseconds dropped). */
+export function localParts(instant: number, tz: string): LocalParts {
+  const d = new Date(Math.floor(instant / 1000) * 1000 + tzOffsetMs(instant, tz));
+  return { y: d.getUTCFullYear(), m: d.getUTCMonth() + 1, d: d.getUTCDate(), hh: d.getUTCHours(), mm: d.getUTCMinutes(), ss: d.getUTCSeconds() };
 }
 
 /**

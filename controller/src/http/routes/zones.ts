@@ -35,6 +35,8 @@ export async function zoneRoutes(root: FastifyInstance, svc: Services) {
     const z = svc.store.getZone(p.communeId, req.params.id);
     if (!z) throw notFound('zone', req.params.id);
     if (z.nodeCount > 0) throw conflict('ZONE_NOT_EMPTY', `zone '${z.id}' still has ${z.nodeCount} node(s); move or delete them first`);
+    const used = svc.scheduling.schedulesTargetingZone(p.communeId, z.id);
+    if (used.length > 0) throw conflict('ZONE_IN_USE', `zone '${z.id}' is targeted by schedule(s) ${used.join(', ')}; change their targets first`);
     svc.store.deleteZone(p.communeId, z.id);
     svc.store.audit(p.communeId, svc.now(), p.username, 'zone.delete', z.id);
     return reply.code(204).send();
