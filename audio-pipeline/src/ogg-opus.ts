@@ -295,3 +295,32 @@ export async function decodeOggOpus(bytes: Uint8Array): Promise<DecodedOpus> {
   }
   return { sampleRate: 48000, samples, head: info.head, granule: info.granule, packets: info.packets };
 }
+
+/**
+ * Set the OpusHead output gain of an Ogg/Opus file in place (RFC 7845 §5.1: Q7.8 dB, applied by
+ * decoders to their output), fixing the first page's CRC. The first page carries OpusHead alone
+ * (RFC 7845 §3), so its length does not change. Returns the gain actually stored (Q7.8-rounded).
+ */
+export async function setOpusOutputGain(path: string, gainDb: number): Promise<number> {
+  const { open } = await import('node:fs/promises');
+  const fh = await open(path, 'r+');
+  try {
+    const head = Buffer.alloc(27 + 255);
+    await fh.read(head, 0, head.length, 0);
+    if (head.subarray(0, 4).toString('latin1') !== 'OggS') throw new MediaError('CORRUPT', 'not an Ogg file');
+    const nseg = head[26]!;
+    let bodyLen = 0;
+    for (let i = 0; i < nseg; i++) bodyLen += head[27 + i]!;
+    const page = Buffer.alloc(27 + nseg + bodyLen);
+    await fh.read(page, 0, page.length, 0);
+    const at = 27 + nseg;
+    if (page.subarray(at, at + 8).toString('latin1') !== 'OpusHead') throw new MediaError('NOT_AUDIO', 'first Ogg page is not OpusHead');
+    const q = Math.max(-32768, Math.min(32767, Math.round(gainDb * 256)));
+    page.writeInt16LE(q, at + 16);
+    page.writeUInt32LE(oggCrc(page), 22);
+    await fh.write(page, 0, page.length, 0);
+    return q / 256;
+  } finally {
+    await fh.close();
+  }
+}

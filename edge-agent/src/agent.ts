@@ -1,13 +1,19 @@
 import crypto from 'node:crypto';
+import path from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import {
   decodePayload, effectiveVolume, encodePayload, PROTOCOL_VERSION, TOPICS, topicFor,
-  type Command, type CommandReply, type Envelope, type NodeConfig, type PayloadOf, type Telemetry, type TopicName,
+  type Command, type CommandReply, type Envelope, type NodeConfig, type PayloadOf, type Plan, type Telemetry, type TopicName,
 } from '../../schemas/src/index.js';
+import { createMediaCache } from './cache.js';
 import { systemTimers, type Clock, type Timers } from './clock.js';
+import { createPersistedClockSource } from './clock-persist.js';
 import type { Hardware, HardwareFault } from './hardware.js';
+import { createPlanStore } from './plan-store.js';
 import { createPlayer, toneProgram } from './player.js';
+import { createPlayout } from './playout.js';
+import { createReceiptQueue } from './receipts.js';
 import { createOffsetEstimator, type ClockSource } from './time-sync.js';
 
 export const AGENT_VERSION = '0.1.0';
@@ -33,6 +39,30 @@ export interface AgentOptions {
   onReboot?: () => void;
   /** External clock source (chrony, GPS); default is the MQTT offset estimator. */
   clockSource?: ClockSource;
+  /**
+   * Where the plan, the media cache (`media/`), the receipt queue and the last clock estimate live
+   * across restarts. Without it they are kept in memory and media in a temp dir (tests, fleets).
+   */
+  dataDir?: string;
+  /** Controller HTTP base for media downloads; default: `httpBase` of the retained NodeConfig. */
+  httpBase?: string;
+  /** Media cache capacity, bytes; default 2 GiB. */
+  cacheCapacityBytes?: number;
+  /** Parallel media downloads (1-2); default 2. */
+  cacheConcurrency?: number;
+  /** Media download retry backoff: base and cap, ms. */
+  cacheRetryBaseMs?: number;
+  cacheRetryMaxMs?: number;
+  /** Prepare an airing this long before its start on top of the amplifier warm-up; default 2000. */
+  prepareLeadMs?: number;
+  /** Warn the controller when an airing starting within this lacks media; default 10 min. */
+  cacheWarnLeadMs?: number;
+  /** Keep the amplifier on between airings closer than this; default 60 s. */
+  ampHoldMs?: number;
+  /** Unacknowledged receipts are resent after this; default 30 s. */
+  receiptResendMs?: number;
+  /** Start an airing late (media fetched at air time, agent restarted) only within this; default 5 min. */
+  lateStartToleranceMs?: number;
 }
 
 type AgentEvents = {
@@ -40,6 +70,10 @@ type AgentEvents = {
   config: (c: NodeConfig) => void;
   command: (c: Command, r: CommandReply) => void;
   invalid: (topic: string, error: string) => void;
+  /** A plan was offered: applied, unchanged (re-acknowledged), stale (ignored) or rejected. */
+  plan: (r: { version: number; status: 'applied' | 'unchanged' | 'stale' | 'rejected'; error?: string }) => void;
+  /** The controller acknowledged receipts (ids removed from the disk queue). */
+  receiptsAcked: (ids: string[]) => void;
 };
 
 /**
@@ -55,10 +89,13 @@ export function createAgent(o: AgentOptions) {
   const telemetryMs = o.telemetryIntervalMs ?? 15_000;
   const syncMs = o.syncIntervalMs ?? 16_000;
   const estimator = createOffsetEstimator();
-  const clockSource: ClockSource = o.clockSource ?? estimator;
+  const persistedClock = o.clockSource ? undefined : createPersistedClockSource({ inner: estimator, dir: o.dataDir });
+  const clockSource: ClockSource = o.clockSource ?? persistedClock!;
   const bootId = crypto.randomBytes(6).toString('hex');
   const startedAt = clock.now();
-  const listeners: { [K in keyof AgentEvents]: Set<AgentEvents[K]> } = { connected: new Set(), config: new Set(), command: new Set(), invalid: new Set() };
+  const listeners: { [K in keyof AgentEvents]: Set<AgentEvents[K]> } = {
+    connected: new Set(), config: new Set(), command: new Set(), invalid: new Set(), plan: new Set(), receiptsAcked: new Set(),
+  };
   const emit = <K extends keyof AgentEvents>(k: K, ...a: Parameters<AgentEvents[K]>) => { for (const l of listeners[k]) (l as (...x: unknown[]) => void)(...a); };
 
   let client: MqttClient | undefined;
@@ -75,6 +112,31 @@ export function createAgent(o: AgentOptions) {
   const technician: { volume?: number; mute?: boolean } = {};
   const player = createPlayer({ sink: hw.sink, now: () => clock.now() });
   const offFault = hw.onFault((f) => publishFault(f));
+  const planStore = createPlanStore({ nodeId: o.nodeId, dir: o.dataDir, log });
+  let planMsgId: string | undefined;
+  const receipts = createReceiptQueue({
+    dir: o.dataDir, log, timers, clock, resendMs: o.receiptResendMs,
+    send: (batch) => publish('receipts', { ...header(), receipts: batch }),
+  });
+  const cache = createMediaCache({
+    dir: o.dataDir ? path.join(o.dataDir, 'media') : undefined, credentials: o.credentials, httpBase: o.httpBase,
+    capacityBytes: o.cacheCapacityBytes, concurrency: o.cacheConcurrency, retryBaseMs: o.cacheRetryBaseMs, retryMaxMs: o.cacheRetryMaxMs,
+    log, timers, clock,
+  });
+  /** Volume and level of the airing on the speakers (undefined: none). */
+  let programme: { volume?: number; emergency: boolean } | undefined;
+  let clockNotified = { synced: false, offsetMs: 0 };
+  const playout = createPlayout({
+    hw, player, clock, timers, clockSource, cache, receipts, log,
+    prepareLeadMs: o.prepareLeadMs, warnLeadMs: o.cacheWarnLeadMs, ampHoldMs: o.ampHoldMs, lateStartToleranceMs: o.lateStartToleranceMs,
+    setProgrammeVolume: (volume, priority) => {
+      programme = priority ? { ...(volume !== undefined ? { volume } : {}), emergency: priority === 'emergency' } : undefined;
+      applyVolume();
+    },
+    onCacheWarning: (w) => {
+      publish('event', { ...header(), kind: 'cache_missing', airingId: w.airingId, mediaIds: w.mediaIds.slice(0, 200), startAt: w.startAt, ...(w.detail ? { detail: w.detail.slice(0, 500) } : {}) });
+    },
+  });
 
   function header() { return { v: PROTOCOL_VERSION, ts: Math.floor(clock.now()) }; }
 
@@ -105,15 +167,24 @@ export function createAgent(o: AgentOptions) {
   }
 
   function applyVolume() {
-    const v = effectiveVolume({ technicianMute: technician.mute, technicianVolume: technician.volume, defaultVolume: config?.defaultVolume ?? 70 });
+    const defaultVolume = config?.defaultVolume ?? 70;
+    // An emergency airing's own volume is the forced emergency volume, and emergency audio is never
+    // muted (schemas/priority.ts); everything else follows technician > programme > default.
+    const emergency = programme?.emergency === true;
+    const v = effectiveVolume({
+      emergencyForced: emergency ? (programme!.volume ?? (technician.mute ? technician.volume ?? defaultVolume : undefined)) : undefined,
+      technicianMute: technician.mute, technicianVolume: technician.volume, programmeVolume: programme?.volume, defaultVolume,
+    });
     hw.setVolume(v);
-    hw.setMute(v === 0 && technician.mute === true);
+    hw.setMute(!emergency && v === 0 && technician.mute === true);
   }
 
   function telemetry(): Telemetry {
     const s = hw.status();
     const e = clockSource.estimate();
     const p = player.playing();
+    const airing = playout.nowPlaying();
+    persistedClock?.save(clock.now());
     return {
       ...header(),
       uptimeS: Math.max(0, (clock.now() - startedAt) / 1000),
@@ -128,8 +199,11 @@ export function createAgent(o: AgentOptions) {
       modem: s.modem,
       gps: s.gps,
       clock: { offsetMs: e.offsetMs, rttMs: e.rttMs, driftPpm: e.driftPpm, synced: e.synced },
-      cache: { usedBytes: 0, capacityBytes: 0, items: 0, missingSoon: 0 },
-      playing: p ? { kind: p.program.kind, id: p.program.id, priority: p.claim.priority, startedAt: Math.floor(p.startedAt) } : null,
+      cache: { ...cache.state(), missingSoon: playout.missingSoon() },
+      playing: p ? {
+        kind: p.program.kind, id: p.program.id.slice(0, 128), priority: p.claim.priority,
+        ...(airing ? { title: airing.title } : {}), startedAt: Math.floor(Math.max(0, clockSource.toController(p.startedAt))),
+      } : null,
     };
   }
 
@@ -192,7 +266,7 @@ export function createAgent(o: AgentOptions) {
           const { durationMs, frequencyHz } = cmd.params;
           const id = `tone-${cmd.transaction}`;
           const started = player.play(toneProgram(id, frequencyHz, durationMs, hw.sink.sampleRate), { priority: 'normal', origin: 'scheduled' },
-            () => { void hw.setAmplifier(false).catch(() => {}); });
+            () => { playout.releaseAmp(); });
           if (!started) { r = reply('error', undefined, 'speakers busy with a higher-priority programme'); break; }
           // Amplifier warm-up runs in the background; the reply says the tone was accepted.
           void hw.setAmplifier(true).catch((e: Error) => log.warn({ err: e.message }, 'amplifier failed to start'));
@@ -234,6 +308,7 @@ export function createAgent(o: AgentOptions) {
     if (!r.ok) {
       log.warn({ topic, error: r.error }, 'invalid message dropped');
       emit('invalid', topic, r.error);
+      if (name === 'plan') rejectUnparsedPlan(payload, r.error);
       return;
     }
     switch (name) {
@@ -243,6 +318,7 @@ export function createAgent(o: AgentOptions) {
         if (!acceptEnvelope(topic, c)) return;
         config = c;
         applyVolume();
+        cache.setBase(o.httpBase ?? c.httpBase);
         // `config` is emitted once the zone/commune subscriptions are in place.
         void syncSubscriptions().catch((e: Error) => log.warn({ err: e.message }, 'subscribe failed')).then(() => emit('config', c));
         return;
@@ -254,13 +330,79 @@ export function createAgent(o: AgentOptions) {
         if (t0 === undefined || t0 !== m.t0) return;
         syncPending.delete(m.id);
         estimator.add({ t0, t1: m.t1, t2: m.t2, t3 });
+        // Playout converts start times through this estimate: tell it when it first syncs or moves.
+        const e = clockSource.estimate();
+        if (e.synced && (!clockNotified.synced || Math.abs(e.offsetMs - clockNotified.offsetMs) > 2)) {
+          clockNotified = { synced: true, offsetMs: e.offsetMs };
+          playout.clockChanged();
+        }
         return;
       }
       case 'nodeCommand': case 'zoneCommand': case 'communeCommand':
         void onCommand(topic, r.value as Command);
         return;
+      case 'plan':
+        onPlan(topic, r.value as Plan);
+        return;
+      case 'receiptAck': {
+        const ack = r.value as PayloadOf<'receiptAck'>;
+        if (!acceptEnvelope(topic, ack)) return;
+        const n = receipts.onAck(ack.ids);
+        log.debug({ acked: n, ids: ack.ids.length }, 'receipts acknowledged');
+        emit('receiptsAcked', ack.ids);
+        return;
+      }
       case 'status': case 'telemetry': case 'event': case 'reply': case 'timeRequest': case 'planAck': case 'receipts':
-      case 'plan': case 'receiptAck':
+        return;
+    }
+  }
+
+  function ackPlan(version: number, status: 'applied' | 'rejected', error?: string) {
+    publish('planAck', {
+      ...header(), version, status, ...(error ? { error: error.slice(0, 500) } : {}),
+      missing: status === 'applied' ? playout.missingMedia().slice(0, 2000) : [],
+    });
+  }
+
+  /** A plan that failed the schema: rejected with the reason if it names its version (never half-applied). */
+  function rejectUnparsedPlan(payload: Buffer, error: string) {
+    let version: unknown;
+    try { version = (JSON.parse(payload.toString('utf8')) as { version?: unknown }).version; } catch { return; }
+    if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) return;
+    ackPlan(version, 'rejected', error);
+    emit('plan', { version, status: 'rejected', error });
+  }
+
+  function onPlan(topic: string, p: Plan) {
+    // The retained plan comes again on every reconnect (same msgId): acknowledge it again, change nothing.
+    if (p.msgId === planMsgId && p.version === planStore.current()?.version) {
+      ackPlan(p.version, 'applied');
+      emit('plan', { version: p.version, status: 'unchanged' });
+      return;
+    }
+    if (!acceptEnvelope(topic, p)) return;
+    const r = planStore.offer(p);
+    switch (r.status) {
+      case 'rejected':
+        log.warn({ version: p.version, error: r.error }, 'plan rejected');
+        ackPlan(p.version, 'rejected', r.error);
+        emit('plan', { version: p.version, status: 'rejected', error: r.error });
+        return;
+      case 'stale':
+        log.info({ version: p.version, current: r.current }, 'older plan ignored');
+        emit('plan', { version: p.version, status: 'stale' });
+        return;
+      case 'unchanged':
+        planMsgId = p.msgId;
+        ackPlan(p.version, 'applied');
+        emit('plan', { version: p.version, status: 'unchanged' });
+        return;
+      case 'applied':
+        planMsgId = p.msgId;
+        playout.setPlan(r.plan);
+        log.info({ version: p.version, airings: p.airings.length }, 'plan applied');
+        ackPlan(p.version, 'applied');
+        emit('plan', { version: p.version, status: 'applied' });
         return;
     }
   }
@@ -290,6 +432,7 @@ export function createAgent(o: AgentOptions) {
       publish('status', { ...header(), state: 'online', reason: 'connect', agentVersion: AGENT_VERSION, bootId });
       sendSync();
       publish('telemetry', telemetry());
+      receipts.onConnect();
       await subscribed;
       emit('connected');
     } catch (e) {
@@ -315,6 +458,10 @@ export function createAgent(o: AgentOptions) {
     nodeId: o.nodeId,
     bootId,
     player,
+    playout,
+    cache,
+    receipts,
+    planStore,
     clockSource,
     estimator,
     config: () => config,
@@ -326,6 +473,13 @@ export function createAgent(o: AgentOptions) {
     async start() {
       if (running) return;
       running = true;
+      // Play from disk whatever happens to the link: the plan, the cache and the receipt queue first.
+      player.attach();
+      receipts.start();
+      cache.start();
+      const saved = planStore.load();
+      if (saved && saved !== playout.plan()) playout.setPlan(saved);
+      playout.start();
       client = mqtt.connect(o.brokerUrl, {
         clientId: o.nodeId, username: o.credentials.username, password: o.credentials.password,
         protocolVersion: 4, clean: true, keepalive: keepaliveS, reconnectPeriod: 0, connectTimeout: 10_000,
@@ -348,6 +502,8 @@ export function createAgent(o: AgentOptions) {
       timers.clearTimeout(syncTimer);
       timers.clearTimeout(reconnectTimer);
       reconnectTimer = undefined;
+      playout.stop();
+      persistedClock?.save(clock.now(), true);
       const c = client;
       client = undefined;
       if (c?.connected) {
@@ -355,6 +511,8 @@ export function createAgent(o: AgentOptions) {
       }
       await c?.endAsync(false).catch(() => {});
       player.stop();
+      cache.stop();
+      receipts.stop();
     },
     /** Drop the connection without DISCONNECT (the broker publishes the will), as a crash would. */
     async kill() {
@@ -362,11 +520,15 @@ export function createAgent(o: AgentOptions) {
       timers.clearInterval(telemetryTimer);
       timers.clearTimeout(syncTimer);
       timers.clearTimeout(reconnectTimer);
+      reconnectTimer = undefined;
+      playout.stop();
       const c = client;
       client = undefined;
       c?.stream?.destroy();
       await c?.endAsync(true).catch(() => {});
       player.stop();
+      cache.stop();
+      receipts.stop();
     },
     dispose() { offFault(); player.detach(); },
   };
