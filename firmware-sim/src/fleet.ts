@@ -1,5 +1,5 @@
 import { pino, type Logger } from 'pino';
-import { createAgent, type Agent } from '../../edge-agent/src/agent.js';
+import { createAgent, type Agent, type AgentOptions } from '../../edge-agent/src/agent.js';
 import { createSimHardware, type SimHardware, type SimHardwareOptions } from './sim-hardware.js';
 import { createTicker } from './virtual-dac.js';
 
@@ -82,8 +82,10 @@ export interface RunFleetOptions {
   /** Override the broker URL (e.g. an impairment proxy in front of the broker). */
   mqttUrl?: string | ((spec: ProvisionedNode, i: number) => string);
   hardware?: (spec: ProvisionedNode, i: number) => Partial<SimHardwareOptions>;
-  /** Start agents in batches of this size, awaiting each batch's connection (avoids a SYN storm). */
+  /** Start agents in batches of this size, yielding between batches. */
   batch?: number;
+  /** Per-agent option overrides (dataDir, lead times, …). */
+  agent?: (spec: ProvisionedNode, i: number) => Partial<AgentOptions>;
 }
 
 /** Run agents on simulated hardware in this process. */
@@ -97,6 +99,7 @@ export async function runFleet(specs: ProvisionedNode[], o: RunFleetOptions = {}
       nodeId: spec.nodeId, credentials: { username: spec.username, password: spec.password }, brokerUrl: url, hardware, log,
       telemetryIntervalMs: o.telemetryIntervalMs ?? 15_000, keepaliveS: o.keepaliveS ?? 8, syncIntervalMs: o.syncIntervalMs,
       onReboot: () => { void agent.stop().then(() => agent.start()); },
+      ...(o.agent?.(spec, i) ?? {}),
     });
     return { spec, agent, hardware };
   });

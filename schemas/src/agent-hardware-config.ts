@@ -78,8 +78,14 @@ export const LinuxHardwareConfig = z.object({
   /** Amplifier power relay. Absent: the amplifier is powered some other way; state is tracked only. */
   relay: RelayConfig.optional(),
   warmupMs: z.number().int().min(0).max(60_000).default(1500),
-  /** ALSA mixer control that takes the volume (`amixer sset <control> N%`); absent: volume is state only. */
+  /** ALSA mixer control that takes the volume (`amixer sset <control> N%`). */
   mixer: z.object({ control: z.string().min(1), card: z.string().min(1).optional() }).optional(),
+  /**
+   * Where setVolume() acts: `sink` scales the samples by volume/100 (as firmware-sim's DAC does),
+   * `mixer` sets the mixer control, `none` keeps it as reported state only (the player applies it).
+   * Default: `mixer` when a mixer is configured, else `sink`.
+   */
+  volumeIn: z.enum(['sink', 'mixer', 'none']).optional(),
   sensors: z.object({
     cpuTempPath: z.string().min(1).default('/sys/class/thermal/thermal_zone0/temp'),
     /** Heat-sink sensor: DS18B20 (/sys/bus/w1/devices/28-…/temperature) or hwmon temp1_input, scale 0.001. */
@@ -104,7 +110,7 @@ export const LinuxHardwareConfig = z.object({
   firmwareVersion: z.string().min(1).max(40).optional(),
   /** argv run by reboot(); the agent's unit needs the right to run it (see deploy/README.md). */
   rebootCommand: z.array(z.string().min(1)).min(1).default(['systemctl', 'reboot']),
-});
+}).refine((c) => c.volumeIn !== 'mixer' || c.mixer !== undefined, { path: ['volumeIn'], message: "volumeIn 'mixer' needs mixer.control" });
 export type LinuxHardwareConfig = z.infer<typeof LinuxHardwareConfig>;
 /** What a config file may contain (defaults not yet applied). */
 export type LinuxHardwareConfigInput = z.input<typeof LinuxHardwareConfig>;

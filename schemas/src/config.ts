@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LinuxHardwareConfig } from './agent-hardware-config.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
 
@@ -46,5 +47,7 @@ export const AgentConfigFile = z.object({
   telemetryIntervalMs: z.number().int().min(500).default(15_000),
   keepaliveS: z.number().int().min(2).max(600).default(8),
   hardware: z.enum(['sim', 'linux']).default('sim'),
+  /** Settings of the Linux/ALSA/GPIO backend (hardware: 'linux'); see deploy/README.md. */
+  linux: LinuxHardwareConfig.optional(),
 });
 export type AgentConfigFile = z.infer<typeof AgentConfigFile>;

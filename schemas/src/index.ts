@@ -9,4 +9,5 @@ export * from './media-api.js';
 export * from './topics.js';
 export * from './api.js';
 export * from './config.js';
+export * from './agent-hardware-config.js';
 export * from './scheduling-api.js';
