@@ -14,7 +14,7 @@ describe('agent CLI (npm run agent -- --config FILE)', () => {
     await t.api('POST', '/api/v1/zones', { id: 'thon-cli', name: 'CLI' });
     const { body } = await t.api('POST', '/api/v1/nodes', { id: 'cum-cli', name: 'CLI', zoneId: 'thon-cli' });
     const cfg = path.join(t.dir, 'agent.json');
-    fs.writeFileSync(cfg, JSON.stringify({ nodeId: 'cum-cli', username: body.credentials.username, password: body.credentials.password, mqttUrl: body.credentials.mqttUrl, telemetryIntervalMs: 1000, hardware: 'sim' }));
+    fs.writeFileSync(cfg, JSON.stringify({ nodeId: 'cum-cli', username: body.credentials.username, password: body.credentials.password, mqttUrl: body.credentials.mqttUrl, telemetryIntervalMs: 1000, hardware: 'sim', dataDir: path.join(t.dir, 'agent') }));
     const child = spawn(process.execPath, ['--import', 'tsx', 'edge-agent/src/cli.ts', '--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RADIO_LOG_LEVEL: 'warn' } });
     try {
       await waitFor(() => t.ctl.nodes.get('cum-cli')?.status === 'online', { what: 'cli agent online', timeoutMs: 30_000 });
