@@ -115,11 +115,31 @@ export async function createController(opts: ControllerOptions = {}) {
     if (online) n.seen = true;
     if (n.status !== status) {
       n.status = status;
-      store.setNodeStatus(nodeId, status, ts, online ? ts : null, agentVersion);
-      store.addEvent(n.communeId, nodeId, ts, `node.${status}`, undefined);
+      statusWrites.push({ nodeId, communeId: n.communeId, status, ts, agentVersion });
+      if (statusWrites.length === 1) setImmediate(flushStatus);
       bus.emit(n.communeId, { type: 'node.status', ts, nodeId, zoneId: n.zoneId, status });
     }
     if (n.seen) alarms.onStatus(nodeId, online, ts);
+  }
+
+  // Status changes arrive in bursts (a reconnect storm is thousands in a second): they are written in
+  // one transaction per event-loop turn instead of two autocommits each. The in-memory view (health,
+  // alarms, GET /nodes through the cache) is updated at once.
+  let statusWrites: { nodeId: string; communeId: string; status: 'online' | 'offline'; ts: number; agentVersion: string | null }[] = [];
+  function flushStatus() {
+    const batch = statusWrites;
+    statusWrites = [];
+    if (batch.length === 0) return;
+    try {
+      db.transaction(() => {
+        for (const w of batch) {
+          store.setNodeStatus(w.nodeId, w.status, w.ts, w.status === 'online' ? w.ts : null, w.agentVersion);
+          store.addEvent(w.communeId, w.nodeId, w.ts, `node.${w.status}`, undefined);
+        }
+      })();
+    } catch (e) {
+      log.error({ err: e, count: batch.length }, 'writing node status changes failed');
+    }
   }
 
   const mqttUrl = external ? config.RADIO_MQTT_URL! : '';
@@ -237,6 +257,7 @@ export async function createController(opts: ControllerOptions = {}) {
       for (const [name, fn] of [['http', () => app.close()], ['fleet-link', () => link?.stop()], ['accounts', async () => { await mosquitto?.stop(); await accountsClient?.endAsync(); }], ['broker', () => broker?.stop()]] as const) {
         try { await fn(); } catch (e) { log.error({ err: e, part: name }, 'error while stopping'); }
       }
+      flushStatus();
       db.close();
     },
     httpPort: () => (app.server.address() as { port: number } | null)?.port ?? config.RADIO_HTTP_PORT,
