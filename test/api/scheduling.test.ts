@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../controller/src/secrets.js';
+import { waitFor } from '../helpers/wait.js';
 import { startTestController, type TestController } from '../helpers/controller.js';
 
 const vn = (iso: string) => Date.parse(`${iso}:00+07:00`);
@@ -297,7 +298,11 @@ describe('scheduling API', () => {
     expect((await t.api('DELETE', '/api/v1/nodes/b1')).status).toBe(204);
     expect(t.ctl.store.allRetained().some((r) => r.topic === 'radio/v1/node/b1/plan')).toBe(false);
     expect((await t.api('POST', '/api/v1/nodes', { id: 'b1', name: 'b1', zoneId: 'thon-b' })).status).toBe(201);
-    const after = (await t.api('GET', '/api/v1/nodes/b1/plan')).body;
+    // Node changes re-plan in a coalesced burst (bulk provisioning must stay linear).
+    const after = await waitFor(async () => {
+      const b = (await t.api('GET', '/api/v1/nodes/b1/plan')).body;
+      return b.version > before ? b : undefined;
+    }, { what: 'plan of the re-created node' });
     expect(after.version).toBeGreaterThan(before);
     expect(after.airings.length).toBeGreaterThan(0);
     expect(t.ctl.store.allRetained().some((r) => r.topic === 'radio/v1/node/b1/plan')).toBe(true);

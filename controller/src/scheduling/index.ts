@@ -186,6 +186,9 @@ export function createScheduling(deps: SchedulingDeps) {
    * DB first (node_plans, retained, airing history in one transaction), then MQTT: a crash in between
    * loses nothing, the controller republishes retained plans from SQLite on start.
    */
+  const pendingReplan = new Set<string>();
+  let replanTimer: NodeJS.Timeout | undefined;
+
   function replanCommune(communeId: string): { published: string[] } {
     const ctx = context(communeId);
     const now = deps.now();
@@ -473,6 +476,9 @@ export function createScheduling(deps: SchedulingDeps) {
       running = false;
       clearTimeout(timer);
       timer = undefined;
+      clearTimeout(replanTimer);
+      replanTimer = undefined;
+      pendingReplan.clear();
     },
     /** Let the media service provide TTS after construction (it may be built later in the composition root). */
     setRenderTts(fn: RenderTts | undefined) { renderTts = fn; },
@@ -529,7 +535,17 @@ export function createScheduling(deps: SchedulingDeps) {
         link()?.publishRaw(topic, '', true);
         return;
       }
-      try { replanCommune(n.communeId); } catch (e) { log.error({ err: e, nodeId }, 're-plan after node change failed'); }
+      // Coalesced: bulk provisioning creates nodes one request at a time, and a whole-commune re-plan per
+      // node would make it quadratic. One re-plan per commune per 200 ms burst is enough.
+      pendingReplan.add(n.communeId);
+      replanTimer ??= setTimeout(() => {
+        replanTimer = undefined;
+        const communes = [...pendingReplan];
+        pendingReplan.clear();
+        for (const c of communes) {
+          try { replanCommune(c); } catch (e) { log.error({ err: e, communeId: c }, 're-plan after node change failed'); }
+        }
+      }, 200);
     },
 
     // --- quiet hours
