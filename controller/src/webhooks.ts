@@ -40,9 +40,18 @@ export function createWebhooks({ store, bus, log, retryDelaysMs = [1000, 5000, 2
     }
   }
 
+  // Hooks per commune, cached: every bus event (thousands in a reconnect storm) looks them up.
+  const cache = new Map<string, HookRow[]>();
+  const hooksOf = (communeId: string) => {
+    let h = cache.get(communeId);
+    if (!h) { h = db.prepare<[string], HookRow>(`SELECT * FROM webhooks WHERE commune_id = ? AND enabled = 1`).all(communeId); cache.set(communeId, h); }
+    return h;
+  };
+
   function onEvent(communeId: string, ev: ServerEvent) {
     if (ev.type === 'hello' || ev.type === 'job.progress') return;
-    const hooks = db.prepare<[string], HookRow>(`SELECT * FROM webhooks WHERE commune_id = ? AND enabled = 1`).all(communeId);
+    const hooks = hooksOf(communeId);
+    if (hooks.length === 0) return;
     for (const h of hooks) {
       const filter = JSON.parse(h.events) as string[];
       const wanted = filter.length === 0 ? ev.type.startsWith('alarm.') : filter.includes(ev.type);
@@ -60,9 +69,11 @@ export function createWebhooks({ store, bus, log, retryDelaysMs = [1000, 5000, 2
     },
     add(communeId: string, url: string, secret: string | undefined, events: string[], ts: number) {
       const info = db.prepare(`INSERT INTO webhooks (commune_id, url, secret, events, created_at) VALUES (?, ?, ?, ?, ?)`).run(communeId, url, secret ?? null, JSON.stringify(events), ts);
+      cache.delete(communeId);
       return { id: Number(info.lastInsertRowid), url, events, enabled: true, createdAt: ts };
     },
     remove(communeId: string, id: number) {
+      cache.delete(communeId);
       return db.prepare(`DELETE FROM webhooks WHERE id = ? AND commune_id = ?`).run(id, communeId).changes > 0;
     },
   };

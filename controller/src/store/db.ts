@@ -155,6 +155,9 @@ const MIGRATIONS: string[] = [
 export function openDb(file: string): Db {
   if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
   const db = new Database(file);
+  // Every prepare in the controller goes through a per-SQL cache (see memoPrepare). Nothing here uses
+  // pluck()/raw()/expand()/iterate(), which would make a shared statement stateful or busy.
+  db.prepare = memoPrepare(db);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
@@ -172,4 +175,18 @@ export function migrate(db: Db): number {
     })();
   }
   return MIGRATIONS.length;
+}
+
+/**
+ * `db.prepare` with a per-SQL-text cache: preparing is not free (it showed up in the fleet bench), and
+ * hot paths (plan acks, token checks) run the same statements thousands of times.
+ */
+export function memoPrepare(db: Db): Db['prepare'] {
+  const prepare = db.prepare.bind(db);
+  const cache = new Map<string, ReturnType<Db['prepare']>>();
+  return ((sql: string) => {
+    let s = cache.get(sql);
+    if (!s) { s = prepare(sql); cache.set(sql, s); }
+    return s;
+  }) as Db['prepare'];
 }
