@@ -1,0 +1,323 @@
+/**
+ * Controller side of a live session: PCM in (microphone, sound card, file or relay, 48 kHz mono float),
+ * optional AGC + limiter, Opus encoded ONCE, RTP (optionally RED) paced on the controller clock, the
+ * same bytes sent to every destination from one shared UDP socket (`RADIO_RTP_PORT`), RTCP SR
+ * periodically and BYE at the end (RFC 3550 §6.4.1, §6.6).
+ *
+ * ## Timeline
+ *
+ * start() fixes `baseControllerMs` = controller time of stream position 0 (now, or a planned instant). Frame k covers positions
+ * [k·960, (k+1)·960) and is labelled as captured at base + k·20 ms. It may leave as soon as its 960
+ * samples are queued and its capture window has begun (now ≥ base + k·20), and must leave by
+ * base + (k+1)·20 + slackMs; if the source has not delivered by then, the frame is completed with
+ * silence (`paddedFrames`) — the timeline never stops, because every receiver derives its playout
+ * instants from it (jitter-buffer.ts (1)). A source running ahead of real time is held back:
+ * 'live' mode drops the oldest queued samples beyond `maxQueueMs` (bounded latency), 'paced' mode
+ * (files, relays that can be paused) returns false from write() and emits 'drain' later.
+ *
+ * The sender does not own the socket and knows nothing about nodes or tokens: the caller adds a
+ * destination when it has checked a receiver's hello (symmetric RTP, see rtp.ts buildHello).
+ */
+import type dgram from 'node:dgram';
+import { EventEmitter } from 'node:events';
+import { pino, type Logger } from 'pino';
+import { agcProcess, createAgcState, type AgcOptions, type AgcState } from './agc.js';
+import type { SessionTiming } from './jitter-buffer.js';
+import type { OpusEncoderOptions } from './opus.js';
+import { createPacketizer, type Packetizer } from './packetizer.js';
+import { DEFAULT_OPUS_PAYLOAD_TYPE, DEFAULT_RED_PAYLOAD_TYPE, OPUS_RTP_CLOCK_RATE, buildBye, buildSenderReport, compoundRtcp } from './rtp.js';
+
+export interface UdpDestination {
+  address: string;
+  port: number;
+}
+
+/** What receivers need to play the session (announced out of band, e.g. in the session announcement). */
+export interface SessionDescription {
+  ssrc: number;
+  payloadType: number;
+  redPayloadType: number | null;
+  clockRate: number;
+  frameSamples: number;
+  timing: SessionTiming;
+}
+
+export interface SenderTimers {
+  setTimeout(fn: () => void, ms: number): NodeJS.Timeout;
+  clearTimeout(t: NodeJS.Timeout | undefined): void;
+}
+
+export interface SessionSenderOptions {
+  /** A bound UDP socket, shared by sessions; never closed by the sender. */
+  socket: dgram.Socket;
+  /** Controller clock (ms since epoch). */
+  clock: { now(): number };
+  timers?: SenderTimers;
+  ssrc?: number;
+  payloadType?: number;
+  /** RED payload type; null sends plain Opus. Default 112. */
+  redPayloadType?: number | null;
+  encoder?: OpusEncoderOptions;
+  /** AGC + limiter before encoding (microphone input); default off. */
+  agc?: AgcOptions | boolean;
+  /** 'live' (default): drop the oldest input beyond maxQueueMs. 'paced': back-pressure through write(). */
+  mode?: 'live' | 'paced';
+  /** How long past a frame's end its samples may still arrive before it is padded; default 10 ms. */
+  slackMs?: number;
+  /** Input queue bound: live default 100 ms (drop beyond), paced default 200 ms (write() → false). */
+  maxQueueMs?: number;
+  /** RTCP SR period; 0 disables; default 5000 ms. */
+  senderReportIntervalMs?: number;
+  /** No input for this long emits 'stall' once (until input resumes); default 3000 ms. */
+  stallTimeoutMs?: number;
+  initialSequence?: number;
+  initialTimestamp?: number;
+  log?: Logger;
+}
+
+export interface SessionSenderStats {
+  running: boolean;
+  framesSent: number;
+  /** Datagrams handed to the socket (frames × destinations, plus RTCP). */
+  datagramsSent: number;
+  bytesSent: number;
+  sendErrors: number;
+  /** Frames completed with silence because the input was late or missing. */
+  paddedFrames: number;
+  paddedSamples: number;
+  /** Input samples dropped because the queue exceeded maxQueueMs (live mode). */
+  droppedSamples: number;
+  queuedMs: number;
+  destinations: number;
+  stalls: number;
+}
+
+export interface SessionSender {
+  /**
+   * Fix the timeline and start pacing. Idempotent. `baseControllerMs` (default now) may lie in the
+   * future: announce the description, let receivers get ready, and the first frame leaves at that time.
+   */
+  start(baseControllerMs?: number): void;
+  /** Queue input PCM (48 kHz mono float). Returns false when a paced sender wants the source paused. */
+  write(pcm: Float32Array): boolean;
+  description(): SessionDescription;
+  addDestination(d: UdpDestination): boolean;
+  removeDestination(d: UdpDestination): boolean;
+  destinations(): UdpDestination[];
+  /** Send an RTCP datagram (or any bytes) to one or all destinations. */
+  sendControl(bytes: Uint8Array, to?: UdpDestination): void;
+  /** Send the frame in progress (at most one, padded), then SR + BYE; stop pacing. Idempotent. */
+  stop(reason?: string): void;
+  stats(): SessionSenderStats;
+  on(event: 'drain' | 'stall', fn: () => void): this;
+  off(event: 'drain' | 'stall', fn: () => void): this;
+  once(event: 'drain' | 'stall', fn: () => void): this;
+}
+
+const keyOf = (d: UdpDestination): string => `${d.address}|${d.port}`;
+
+const defaultTimers: SenderTimers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (t) => clearTimeout(t),
+};
+
+export function createSessionSender(o: SessionSenderOptions): SessionSender {
+  const log = (o.log ?? pino({ level: 'silent' })).child({ component: 'live-sender' });
+  const timers = o.timers ?? defaultTimers;
+  const mode = o.mode ?? 'live';
+  const pz: Packetizer = createPacketizer({
+    payloadType: o.payloadType ?? DEFAULT_OPUS_PAYLOAD_TYPE,
+    redPayloadType: o.redPayloadType === undefined ? DEFAULT_RED_PAYLOAD_TYPE : o.redPayloadType,
+    ...(o.ssrc !== undefined ? { ssrc: o.ssrc } : {}),
+    ...(o.encoder ? { encoder: o.encoder } : {}),
+    ...(o.initialSequence !== undefined ? { initialSequence: o.initialSequence } : {}),
+    ...(o.initialTimestamp !== undefined ? { initialTimestamp: o.initialTimestamp } : {}),
+  });
+  const N = pz.frameSamples;
+  const rate = OPUS_RTP_CLOCK_RATE;
+  const frameMs = (N * 1000) / rate;
+  const slackMs = o.slackMs ?? 10;
+  const maxQueue = Math.round(((o.maxQueueMs ?? (mode === 'live' ? 100 : 200)) * rate) / 1000);
+  const srInterval = o.senderReportIntervalMs ?? 5000;
+  const stallMs = o.stallTimeoutMs ?? 3000;
+  const agc: AgcState | null = o.agc ? createAgcState(o.agc === true ? {} : o.agc) : null;
+
+  const ee = new EventEmitter();
+  const dests = new Map<string, UdpDestination>();
+  let fifo = new Float32Array(Math.max(4 * N, maxQueue + 2 * N));
+  let fifoLen = 0;
+  let base = NaN;
+  let k = 0;
+  let running = false;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let nextSrAt = Infinity;
+  let lastInputAt = NaN;
+  let stalled = false;
+  let wantDrain = false;
+  let octets = 0;
+  const frame = new Float32Array(N);
+  const st = { framesSent: 0, datagramsSent: 0, bytesSent: 0, sendErrors: 0, paddedFrames: 0, paddedSamples: 0, droppedSamples: 0, stalls: 0 };
+
+  function send(bytes: Uint8Array, d: UdpDestination): void {
+    st.datagramsSent++;
+    st.bytesSent += bytes.length;
+    try {
+      o.socket.send(bytes, d.port, d.address, (err) => {
+        if (err) {
+          st.sendErrors++;
+          log.debug({ err, to: keyOf(d) }, 'live send failed');
+        }
+      });
+    } catch (err) {
+      // A closed socket throws synchronously.
+      st.sendErrors++;
+      log.debug({ err }, 'live send threw');
+    }
+  }
+
+  function sendFrame(): void {
+    const p = pz.packetize(frame);
+    st.framesSent++;
+    octets += p.bytes.length - 12;
+    for (const d of dests.values()) send(p.bytes, d);
+    k++;
+  }
+
+  function take(n: number): void {
+    frame.set(fifo.subarray(0, n), 0);
+    if (n < N) frame.fill(0, n);
+    fifo.copyWithin(0, n, fifoLen);
+    fifoLen -= n;
+  }
+
+  function senderReport(now: number): Uint8Array {
+    const rtpTs = (pz.initialTimestamp + Math.round((now - base) * (rate / 1000))) >>> 0;
+    return buildSenderReport(pz.ssrc, { ntpMs: now, rtpTimestamp: rtpTs, packetCount: st.framesSent, octetCount: octets });
+  }
+
+  function pump(): void {
+    if (!running) return;
+    const now = o.clock.now();
+    for (;;) {
+      const capture = base + k * frameMs;
+      if (fifoLen >= N && now >= capture) {
+        take(N);
+        sendFrame();
+      } else if (now >= capture + frameMs + slackMs) {
+        const n = Math.min(fifoLen, N);
+        st.paddedFrames++;
+        st.paddedSamples += N - n;
+        take(n);
+        sendFrame();
+      } else break;
+    }
+    if (mode === 'live' && fifoLen > maxQueue) {
+      const drop = fifoLen - maxQueue;
+      fifo.copyWithin(0, drop, fifoLen);
+      fifoLen -= drop;
+      st.droppedSamples += drop;
+    }
+    if (wantDrain && fifoLen < maxQueue) {
+      wantDrain = false;
+      ee.emit('drain');
+    }
+    if (!stalled && now - (Number.isNaN(lastInputAt) ? base : lastInputAt) > stallMs) {
+      stalled = true;
+      st.stalls++;
+      log.warn({ ssrc: pz.ssrc, stallMs }, 'live source stalled');
+      ee.emit('stall');
+    }
+    if (now >= nextSrAt) {
+      nextSrAt = now + srInterval;
+      const sr = senderReport(now);
+      for (const d of dests.values()) send(sr, d);
+    }
+    if (!running) return; // a 'stall' listener may have stopped us
+    const capture = base + k * frameMs;
+    const wake = fifoLen >= N ? capture : capture + frameMs + slackMs;
+    timers.clearTimeout(timer);
+    timer = timers.setTimeout(pump, Math.max(0, Math.ceil(Math.min(wake, nextSrAt) - now)));
+  }
+
+  const self: SessionSender = {
+    start(at) {
+      if (running || stopped) return;
+      if (at !== undefined && !Number.isFinite(at)) throw new RangeError('baseControllerMs must be finite');
+      running = true;
+      base = at ?? o.clock.now();
+      if (srInterval > 0) nextSrAt = base + Math.min(srInterval, 200); // an early SR helps late joiners
+      log.info({ ssrc: pz.ssrc, base, mode }, 'live session started');
+      pump();
+    },
+    write(pcm) {
+      if (stopped) return false;
+      lastInputAt = o.clock.now();
+      stalled = false;
+      let input = pcm;
+      if (agc) input = agcProcess(agc, pcm);
+      if (fifoLen + input.length > fifo.length) {
+        let size = fifo.length;
+        while (size < fifoLen + input.length) size *= 2;
+        const next = new Float32Array(size);
+        next.set(fifo.subarray(0, fifoLen));
+        fifo = next;
+      }
+      fifo.set(input, fifoLen);
+      fifoLen += input.length;
+      pump();
+      const ok = mode === 'live' || fifoLen < maxQueue;
+      if (!ok) wantDrain = true;
+      return ok;
+    },
+    description() {
+      if (Number.isNaN(base)) throw new Error('live session not started: call start() before description()');
+      return { ssrc: pz.ssrc, payloadType: pz.payloadType, redPayloadType: pz.redPayloadType, clockRate: rate, frameSamples: N, timing: pz.timing(base) };
+    },
+    addDestination(d) {
+      const key = keyOf(d);
+      if (dests.has(key)) return false;
+      dests.set(key, { address: d.address, port: d.port });
+      // A receiver that joins mid-session gets the timeline mapping at once.
+      if (running) send(senderReport(o.clock.now()), d);
+      return true;
+    },
+    removeDestination: (d) => dests.delete(keyOf(d)),
+    destinations: () => [...dests.values()],
+    sendControl(bytes, to) {
+      if (to) send(bytes, to);
+      else for (const d of dests.values()) send(bytes, d);
+    },
+    stop(reason) {
+      if (stopped) return;
+      stopped = true;
+      if (running) {
+        if (fifoLen > 0) {
+          take(Math.min(fifoLen, N));
+          sendFrame();
+        }
+        const bye = compoundRtcp(senderReport(o.clock.now()), buildBye([pz.ssrc], reason));
+        for (const d of dests.values()) send(bye, d);
+      }
+      running = false;
+      timers.clearTimeout(timer);
+      timer = undefined;
+      pz.close();
+      log.info({ ssrc: pz.ssrc, frames: st.framesSent }, 'live session stopped');
+    },
+    stats: () => ({ running, ...st, queuedMs: (fifoLen * 1000) / rate, destinations: dests.size }),
+    on(event, fn) {
+      ee.on(event, fn);
+      return self;
+    },
+    off(event, fn) {
+      ee.off(event, fn);
+      return self;
+    },
+    once(event, fn) {
+      ee.once(event, fn);
+      return self;
+    },
+  };
+  return self;
+}
