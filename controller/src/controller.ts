@@ -19,6 +19,7 @@ import { createStore } from './store/store.js';
 import { createWebhooks } from './webhooks.js';
 import { createScheduling } from './scheduling/index.js';
 import { createMediaService } from './media/media-service.js';
+import { createLive } from './live/index.js';
 import { createSupervisor } from '../../audio-pipeline/src/index.js';
 import { createTts } from '../../audio-pipeline/src/tts/index.js';
 import type { NodeCacheEntry, Services } from './services.js';
@@ -105,6 +106,7 @@ export async function createController(opts: ControllerOptions = {}) {
     ...(config.RADIO_TTS_URL ? { http: { url: config.RADIO_TTS_URL, apiKey: config.RADIO_TTS_KEY, voice: config.RADIO_TTS_VOICE, tmpDir: path.join(dataDir, 'tmp') } } : {}),
   });
   const media = createMediaService({ store, log: log.child({ component: 'media' }), bus, now: nowInt, dataDir, supervisor, tts, isInUse: (c, id) => scheduling.isMediaInUse(c, id) });
+  const live = createLive({ config, store, bus, log: log.child({ component: 'live' }), now: nowInt, envelope, link: () => link!, nodes, media, supervisor });
   const commands = createCommands({ store, link: () => link!, bus, log: log.child({ component: 'commands' }), now: nowInt, envelope, ttlMs: opts.commandTtlMs });
 
   function setStatus(nodeId: string, online: boolean, agentVersion: string | null) {
@@ -144,7 +146,7 @@ export async function createController(opts: ControllerOptions = {}) {
 
   const mqttUrl = external ? config.RADIO_MQTT_URL! : '';
   const ctl: Services & { broker: EmbeddedBroker | undefined; start(): Promise<void>; stop(): Promise<void>; httpPort(): number } = {
-    config, log, store, bus, auth, alarms, webhooks, commands, scheduling, media, supervisor, nodes, accounts, now: nowInt, envelope, dataDir,
+    config, log, store, bus, auth, alarms, webhooks, commands, scheduling, media, live, supervisor, nodes, accounts, now: nowInt, envelope, dataDir,
     get broker() { return broker; },
     get link() { return link!; },
     refreshNode,
@@ -225,6 +227,7 @@ export async function createController(opts: ControllerOptions = {}) {
           },
           onReply: (id, r) => commands.onReply(id, r),
           onPlanAck: (id, a) => scheduling.onPlanAck(id, a),
+          onLiveStatus: (id, st) => live.onLiveStatus(id, st),
           onReceipts: (id, r) => scheduling.onReceipts(id, r),
         },
       });
@@ -234,6 +237,7 @@ export async function createController(opts: ControllerOptions = {}) {
       webhooks.start();
       supervisor.start();
       await scheduling.start();
+      await live.start();
       compactTimer = setInterval(() => {
         try { store.compactTelemetry(nowInt() - (opts.telemetryRawRetentionMs ?? 24 * 3600_000), opts.telemetryBucketMs ?? 300_000); }
         catch (e) { log.error({ err: e }, 'telemetry compaction failed'); }
@@ -252,6 +256,7 @@ export async function createController(opts: ControllerOptions = {}) {
       clearInterval(compactTimer);
       alarms.stop();
       webhooks.stop();
+      await live.stop();
       await scheduling.stop();
       await supervisor.stop();
       for (const [name, fn] of [['http', () => app.close()], ['fleet-link', () => link?.stop()], ['accounts', async () => { await mosquitto?.stop(); await accountsClient?.endAsync(); }], ['broker', () => broker?.stop()]] as const) {

@@ -2,7 +2,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import {
   decodePayload, encodePayload, filterFor, parseTopic, TOPICS,
-  type CommandReply, type NodeEvent, type PayloadOf, type PlanAck, type Receipt, type Telemetry, type TopicName,
+  type CommandReply, type LiveStatus, type NodeEvent, type PayloadOf, type PlanAck, type Receipt, type Telemetry, type TopicName,
 } from '../../schemas/src/index.js';
 import { topicFor } from '../../schemas/src/index.js';
 import type { EnvelopeFactory } from './envelope.js';
@@ -15,6 +15,7 @@ export interface FleetHandlers {
   onEvent(nodeId: string, e: NodeEvent): void;
   onReply(nodeId: string, r: CommandReply): void;
   onPlanAck?(nodeId: string, a: PlanAck): void;
+  onLiveStatus?(nodeId: string, s: LiveStatus): void;
   /**
    * Store receipts; return the ids now committed (new or already stored). They are acknowledged to
    * the agent only after this returns, so a receipt leaves the agent's queue only once it is in SQLite.
@@ -84,6 +85,12 @@ export function createFleetLink(deps: {
         handlers.onReply(pt.id, r.value);
         return;
       }
+      case 'liveStatus': {
+        const r = decodePayload('liveStatus', payload);
+        if (!r.ok) return invalid(topic, r.error);
+        handlers.onLiveStatus?.(pt.id, r.value);
+        return;
+      }
       case 'planAck': {
         const r = decodePayload('planAck', payload);
         if (!r.ok) return invalid(topic, r.error);
@@ -111,7 +118,7 @@ export function createFleetLink(deps: {
         publish('timeResponse', pt.id, { ...deps.envelope(10_000), id: r.value.id, t0: r.value.t0, t1, t2: now() });
         return;
       }
-      case 'nodeCommand': case 'zoneCommand': case 'communeCommand': case 'timeResponse': case 'config': case 'plan': case 'receiptAck':
+      case 'nodeCommand': case 'zoneCommand': case 'communeCommand': case 'timeResponse': case 'config': case 'plan': case 'receiptAck': case 'live':
         return;
     }
   }

@@ -11,6 +11,7 @@ import type { Store } from './store/store.js';
 import type { Webhooks } from './webhooks.js';
 import type { Scheduling } from './scheduling/index.js';
 import type { MediaService } from './media/media-service.js';
+import type { Live } from './live/index.js';
 import type { Supervisor } from '../../audio-pipeline/src/index.js';
 
 export interface NodeCacheEntry { communeId: string; zoneId: string; maintenance: boolean; status: 'online' | 'offline'; seen: boolean }
@@ -27,6 +28,7 @@ export interface Services {
   commands: Commands;
   scheduling: Scheduling;
   media: MediaService;
+  live: Live;
   /** The one supervisor every ffmpeg/espeak-ng child of this controller runs under. */
   supervisor: Supervisor;
   nodes: Map<string, NodeCacheEntry>;

@@ -4,7 +4,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import {
   decodePayload, effectiveVolume, encodePayload, PROTOCOL_VERSION, TOPICS, topicFor,
-  type Command, type CommandReply, type Envelope, type NodeConfig, type PayloadOf, type Plan, type Telemetry, type TopicName,
+  type Command, type CommandReply, type LiveAnnouncement, type Envelope, type NodeConfig, type PayloadOf, type Plan, type Telemetry, type TopicName,
 } from '../../schemas/src/index.js';
 import { createMediaCache } from './cache.js';
 import { systemTimers, type Clock, type Timers } from './clock.js';
@@ -74,6 +74,8 @@ type AgentEvents = {
   plan: (r: { version: number; status: 'applied' | 'unchanged' | 'stale' | 'rejected'; error?: string }) => void;
   /** The controller acknowledged receipts (ids removed from the disk queue). */
   receiptsAcked: (ids: string[]) => void;
+  /** A live-session announcement for this node (validated envelope); the live module acts on it. */
+  live: (a: LiveAnnouncement) => void;
 };
 
 /**
@@ -94,7 +96,7 @@ export function createAgent(o: AgentOptions) {
   const bootId = crypto.randomBytes(6).toString('hex');
   const startedAt = clock.now();
   const listeners: { [K in keyof AgentEvents]: Set<AgentEvents[K]> } = {
-    connected: new Set(), config: new Set(), command: new Set(), invalid: new Set(), plan: new Set(), receiptsAcked: new Set(),
+    connected: new Set(), config: new Set(), command: new Set(), invalid: new Set(), plan: new Set(), receiptsAcked: new Set(), live: new Set(),
   };
   const emit = <K extends keyof AgentEvents>(k: K, ...a: Parameters<AgentEvents[K]>) => { for (const l of listeners[k]) (l as (...x: unknown[]) => void)(...a); };
 
@@ -352,7 +354,13 @@ export function createAgent(o: AgentOptions) {
         emit('receiptsAcked', ack.ids);
         return;
       }
-      case 'status': case 'telemetry': case 'event': case 'reply': case 'timeRequest': case 'planAck': case 'receipts':
+      case 'live': {
+        const a = r.value as LiveAnnouncement;
+        if (!acceptEnvelope(topic, a)) return;
+        emit('live', a);
+        return;
+      }
+      case 'status': case 'telemetry': case 'event': case 'reply': case 'timeRequest': case 'planAck': case 'receipts': case 'liveStatus':
         return;
     }
   }

@@ -5,6 +5,7 @@ export * from './commands.js';
 export * from './timesync.js';
 export * from './node-config.js';
 export * from './plan.js';
+export * from './live.js';
 export * from './media-api.js';
 export * from './topics.js';
 export * from './api.js';

@@ -5,6 +5,7 @@ import { Availability, NodeEvent, Telemetry } from './health.js';
 import { TimeRequest, TimeResponse } from './timesync.js';
 import { NodeConfig } from './node-config.js';
 import { Plan, PlanAck, ReceiptAck, ReceiptBatch } from './plan.js';
+import { LiveAnnouncement, LiveStatus } from './live.js';
 
 /** Who publishes: `up` = agent → controller, `down` = controller → agent(s). */
 export type Direction = 'up' | 'down';
@@ -36,6 +37,8 @@ export const TOPICS = {
   timeRequest: def({ scope: 'node', suffix: 'time/req', direction: 'up', retained: false, qos: 0, schema: TimeRequest }),
   planAck: def({ scope: 'node', suffix: 'plan/ack', direction: 'up', retained: false, qos: 1, schema: PlanAck }),
   receipts: def({ scope: 'node', suffix: 'receipts', direction: 'up', retained: false, qos: 1, schema: ReceiptBatch }),
+  liveStatus: def({ scope: 'node', suffix: 'live/status', direction: 'up', retained: false, qos: 1, schema: LiveStatus }),
+  live: def({ scope: 'node', suffix: 'live', direction: 'down', retained: true, qos: 1, schema: LiveAnnouncement }),
   plan: def({ scope: 'node', suffix: 'plan', direction: 'down', retained: true, qos: 1, schema: Plan }),
   receiptAck: def({ scope: 'node', suffix: 'receipts/ack', direction: 'down', retained: false, qos: 1, schema: ReceiptAck }),
   nodeCommand: def({ scope: 'node', suffix: 'cmd', direction: 'down', retained: false, qos: 1, schema: Command }),

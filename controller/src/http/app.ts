@@ -20,6 +20,7 @@ import { webhookRoutes } from './routes/webhooks.js';
 import { webRoutes } from './routes/web.js';
 import { schedulingRoutes } from './routes/scheduling.js';
 import { mediaRoutes } from './routes/media.js';
+import { liveRoutes } from './routes/live.js';
 import { zoneRoutes } from './routes/zones.js';
 
 declare module 'fastify' {
@@ -104,6 +105,7 @@ export async function buildApp(svc: Services, extraPlugins: ((app: FastifyInstan
     await webhookRoutes(api, svc);
     await mediaRoutes(api, svc);
     await schedulingRoutes(api, svc);
+    await liveRoutes(api, svc);
     for (const p of extraPlugins) await p(api, svc);
   }, { prefix: API });
   await webRoutes(app, svc);
