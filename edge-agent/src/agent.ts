@@ -7,6 +7,7 @@ import {
   type Command, type CommandReply, type LiveAnnouncement, type Envelope, type NodeConfig, type PayloadOf, type Plan, type Telemetry, type TopicName,
 } from '../../schemas/src/index.js';
 import { createMediaCache } from './cache.js';
+import { createAgentLive, type LiveVolume } from './live.js';
 import { systemTimers, type Clock, type Timers } from './clock.js';
 import { createPersistedClockSource } from './clock-persist.js';
 import type { Hardware, HardwareFault } from './hardware.js';
@@ -63,6 +64,10 @@ export interface AgentOptions {
   receiptResendMs?: number;
   /** Start an airing late (media fetched at air time, agent restarted) only within this; default 5 min. */
   lateStartToleranceMs?: number;
+  /** Cluster marked actual-only: CAP Test/Exercise live sessions are refused here. */
+  actualOnly?: boolean;
+  /** Bind address of live-session receive sockets (default all interfaces). */
+  liveBindAddress?: string;
 }
 
 type AgentEvents = {
@@ -127,6 +132,8 @@ export function createAgent(o: AgentOptions) {
   });
   /** Volume and level of the airing on the speakers (undefined: none). */
   let programme: { volume?: number; emergency: boolean } | undefined;
+  /** Volume override of the live session on the speakers (undefined: none). */
+  let liveVolume: LiveVolume | undefined;
   let clockNotified = { synced: false, offsetMs: 0 };
   const playout = createPlayout({
     hw, player, clock, timers, clockSource, cache, receipts, log,
@@ -141,6 +148,15 @@ export function createAgent(o: AgentOptions) {
   });
 
   function header() { return { v: PROTOCOL_VERSION, ts: Math.floor(clock.now()) }; }
+
+  const live = createAgentLive({
+    nodeId: o.nodeId, hw, player, clock, timers, clockSource, log,
+    publishStatus: (st) => { publish('liveStatus', { ...header(), ...st }); },
+    setLiveVolume: (v) => { liveVolume = v; applyVolume(); },
+    releaseAmp: () => playout.releaseAmp(),
+    actualOnly: () => o.actualOnly === true,
+    ...(o.liveBindAddress ? { bindAddress: o.liveBindAddress } : {}),
+  });
 
   function publish<N extends TopicName>(name: N, payload: PayloadOf<N>) {
     const c = client;
@@ -172,9 +188,12 @@ export function createAgent(o: AgentOptions) {
     const defaultVolume = config?.defaultVolume ?? 70;
     // An emergency airing's own volume is the forced emergency volume, and emergency audio is never
     // muted (schemas/priority.ts); everything else follows technician > programme > default.
-    const emergency = programme?.emergency === true;
+    // A live session on the speakers overrides the programme: its forced volume wins over the technician.
+    const lv = liveVolume;
+    const emergency = lv ? lv.emergency || lv.forcedVolume !== undefined : programme?.emergency === true;
+    const forced = lv ? lv.forcedVolume : programme?.volume;
     const v = effectiveVolume({
-      emergencyForced: emergency ? (programme!.volume ?? (technician.mute ? technician.volume ?? defaultVolume : undefined)) : undefined,
+      emergencyForced: emergency ? (forced ?? (technician.mute ? technician.volume ?? defaultVolume : undefined)) : undefined,
       technicianMute: technician.mute, technicianVolume: technician.volume, programmeVolume: programme?.volume, defaultVolume,
     });
     hw.setVolume(v);
@@ -357,6 +376,7 @@ export function createAgent(o: AgentOptions) {
       case 'live': {
         const a = r.value as LiveAnnouncement;
         if (!acceptEnvelope(topic, a)) return;
+        live.onAnnouncement(a);
         emit('live', a);
         return;
       }
@@ -470,6 +490,7 @@ export function createAgent(o: AgentOptions) {
     cache,
     receipts,
     planStore,
+    live,
     clockSource,
     estimator,
     config: () => config,
@@ -488,6 +509,7 @@ export function createAgent(o: AgentOptions) {
       const saved = planStore.load();
       if (saved && saved !== playout.plan()) playout.setPlan(saved);
       playout.start();
+      live.start();
       client = mqtt.connect(o.brokerUrl, {
         clientId: o.nodeId, username: o.credentials.username, password: o.credentials.password,
         protocolVersion: 4, clean: true, keepalive: keepaliveS, reconnectPeriod: 0, connectTimeout: 10_000,
@@ -510,6 +532,7 @@ export function createAgent(o: AgentOptions) {
       timers.clearTimeout(syncTimer);
       timers.clearTimeout(reconnectTimer);
       reconnectTimer = undefined;
+      live.stop();
       playout.stop();
       persistedClock?.save(clock.now(), true);
       const c = client;
@@ -529,6 +552,7 @@ export function createAgent(o: AgentOptions) {
       timers.clearTimeout(syncTimer);
       timers.clearTimeout(reconnectTimer);
       reconnectTimer = undefined;
+      live.stop();
       playout.stop();
       const c = client;
       client = undefined;

@@ -169,6 +169,11 @@ export const ServerEvent = z.discriminatedUnion('type', [
   z.object({ type: z.literal('alarm.acked'), ts: EpochMs, alarm: Alarm }),
   z.object({ type: z.literal('command.reply'), ts: EpochMs, transaction: z.string(), nodeId: Id, status: z.string() }),
   z.object({ type: z.literal('job.progress'), ts: EpochMs, jobId: z.string(), kind: z.string(), percent: z.number(), state: z.enum(['running', 'done', 'failed']) }),
+  /** A live session started, changed reach (a node joined, became ready, played, failed) or ended. */
+  z.object({
+    type: z.literal('live.session'), ts: EpochMs, sessionId: z.string(), state: z.enum(['active', 'ended']),
+    targets: z.number().int(), ready: z.number().int(), playing: z.number().int(), speakNow: z.boolean(), endReason: z.string().optional(),
+  }),
 ]);
 export type ServerEvent = z.infer<typeof ServerEvent>;
 

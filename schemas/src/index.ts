@@ -12,3 +12,4 @@ export * from './api.js';
 export * from './config.js';
 export * from './agent-hardware-config.js';
 export * from './scheduling-api.js';
+export * from './cap-api.js';

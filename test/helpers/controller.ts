@@ -21,7 +21,7 @@ export async function startTestController(opts: ControllerOptions & { dir?: stri
     log: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
     alarmPolicy: { raiseAfterMs: 0, clearAfterMs: 0 },
     ...opts,
-    env: { RADIO_DATA_DIR: dir, RADIO_HTTP_PORT: 0, RADIO_MQTT_PORT: 0, RADIO_HTTP_HOST: '127.0.0.1', RADIO_ADMIN_PASSWORD: 'test-password', ...(opts.env ?? {}) },
+    env: { RADIO_DATA_DIR: dir, RADIO_HTTP_PORT: 0, RADIO_MQTT_PORT: 0, RADIO_RTP_PORT: 0, RADIO_HTTP_HOST: '127.0.0.1', RADIO_ADMIN_PASSWORD: 'test-password', ...(opts.env ?? {}) },
   });
   await ctl.start();
   const base = `http://127.0.0.1:${ctl.httpPort()}`;

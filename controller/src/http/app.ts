@@ -21,6 +21,7 @@ import { webRoutes } from './routes/web.js';
 import { schedulingRoutes } from './routes/scheduling.js';
 import { mediaRoutes } from './routes/media.js';
 import { liveRoutes } from './routes/live.js';
+import { capRoutes } from './routes/cap.js';
 import { zoneRoutes } from './routes/zones.js';
 
 declare module 'fastify' {
@@ -106,6 +107,7 @@ export async function buildApp(svc: Services, extraPlugins: ((app: FastifyInstan
     await mediaRoutes(api, svc);
     await schedulingRoutes(api, svc);
     await liveRoutes(api, svc);
+    await capRoutes(api, svc);
     for (const p of extraPlugins) await p(api, svc);
   }, { prefix: API });
   await webRoutes(app, svc);

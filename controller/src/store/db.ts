@@ -10,6 +10,8 @@ export type Db = Database.Database;
  */
 import { MEDIA_MIGRATION } from './migrations-media.js';
 import { SCHEDULING_MIGRATION } from './migrations-scheduling.js';
+import { LIVE_MIGRATION } from './migrations-live.js';
+import { CAP_MIGRATION } from './migrations-cap.js';
 
 const MIGRATIONS: string[] = [
   `
@@ -150,6 +152,8 @@ const MIGRATIONS: string[] = [
   `,
   MEDIA_MIGRATION,
   SCHEDULING_MIGRATION,
+  LIVE_MIGRATION,
+  CAP_MIGRATION,
 ];
 
 export function openDb(file: string): Db {

@@ -1,0 +1,260 @@
+/**
+ * The agent's side of a live session (issue 5): act on the retained LiveAnnouncement for this node.
+ *
+ * active → (exercise on an actual-only cluster: refused) → receiver endpoint on its own UDP socket,
+ * hello with the node's token to the controller's RTP socket (symmetric RTP: the controller sends
+ * where our hello came from) → presentation-time jitter buffer on the agent's clock estimate (every
+ * frame sounds at capture + D in controller time, audio-pipeline/src/live/jitter-buffer.ts) → a player
+ * program claimed with {priority, origin: 'live'}: it preempts lower priorities at once (the playout
+ * engine reports the interrupted airing and resumes it per its policy when we release the speakers).
+ * The amplifier is switched on at join; when it was cold, an attention chime sounds as it comes up.
+ * An emergency's forced volume overrides the technician's mute/volume while the session plays.
+ *
+ * LiveStatus goes up at each step: joining → ready (endpoint up, first packets buffered) → playing
+ * (first frame decoded onto the timeline) → ended | failed | refused, with reception figures.
+ * `ended` (announcement), an RTCP BYE, or silence from the controller beyond `noAudioTimeoutMs` ends
+ * the buffer; the program finishes once what is buffered has played, and the speakers are released.
+ */
+import { pino, type Logger } from 'pino';
+import {
+  createJitterBuffer, createLiveReceiverEndpoint, type JitterBuffer, type LiveReceiverEndpoint,
+} from '../../audio-pipeline/src/live/index.js';
+import type { LiveAnnouncement, LiveStatus } from '../../schemas/src/index.js';
+import type { Clock, Timers } from './clock.js';
+import type { Hardware } from './hardware.js';
+import type { Player, Program } from './player.js';
+import type { ClockSource } from './time-sync.js';
+
+export interface LiveVolume {
+  /** Forced volume (emergency), overrides technician mute/volume. */
+  forcedVolume?: number;
+  emergency: boolean;
+}
+
+export interface AgentLiveOptions {
+  nodeId: string;
+  hw: Hardware;
+  player: Player;
+  clock: Clock;
+  timers: Timers;
+  clockSource: ClockSource;
+  /** Publish a LiveStatus (the agent adds the header). */
+  publishStatus(s: Omit<LiveStatus, 'v' | 'ts'>): void;
+  /** Volume override while a session holds the speakers; undefined when it ends. */
+  setLiveVolume(v: LiveVolume | undefined): void;
+  /** The speakers are free again: amplifier off if nothing else is due (playout decides). */
+  releaseAmp(): void;
+  /** Cluster marked actual-only (CAP Test/Exercise must not sound here). */
+  actualOnly?: () => boolean;
+  /** Hello/keepalive period; default 1000 ms. */
+  helloIntervalMs?: number;
+  /** No RTP for this long after the first packet ends the session as failed; default 5000 ms. */
+  noAudioTimeoutMs?: number;
+  bindAddress?: string;
+  log?: Logger;
+}
+
+export interface AgentLiveStats {
+  sessionId: string;
+  state: LiveStatus['state'];
+  packets: number;
+  lost: number;
+  late: number;
+  concealed: number;
+  recoveredByRed: number;
+  jitterMs: number;
+}
+
+interface Active {
+  a: LiveAnnouncement;
+  state: LiveStatus['state'];
+  endpoint: LiveReceiverEndpoint;
+  jb: JitterBuffer;
+  program: Program;
+  poll: NodeJS.Timeout | undefined;
+  lastPacketLocal: number;
+  ending: boolean;
+  endReason: string | undefined;
+  forceTimer: NodeJS.Timeout | undefined;
+  finished: boolean;
+}
+
+const CHIME_MS = 700;
+
+/** Two-tone attention chime (ding-dong, 660/523 Hz), −12 dBFS, 10 ms fades. */
+function chimeSample(i: number, rate: number): number {
+  const t = i / rate;
+  const half = CHIME_MS / 2000;
+  const f = t < half ? 660 : 523;
+  const k = t < half ? t : t - half;
+  const env = Math.min(1, k / 0.01, (half - k) / 0.01) * Math.exp(-3 * k);
+  return 0.25 * Math.max(0, env) * Math.sin(2 * Math.PI * f * t);
+}
+
+export function createAgentLive(o: AgentLiveOptions) {
+  const log = (o.log ?? pino({ level: 'silent' })).child({ component: 'live' });
+  const noAudioMs = o.noAudioTimeoutMs ?? 5000;
+  let cur: Active | undefined;
+  let last: AgentLiveStats | undefined;
+  let running = true;
+
+  function statsOf(x: Active): NonNullable<LiveStatus['stats']> {
+    const j = x.jb.stats();
+    const r = x.endpoint.stats();
+    return {
+      packets: j.packets, lost: j.lostFrames, late: j.late, concealed: j.concealedFrames, recoveredByRed: j.recoveredByRed,
+      jitterMs: Math.max(0, r.reception.jitterMs || 0),
+    };
+  }
+
+  function status(x: Active, state: LiveStatus['state'], reason?: string) {
+    x.state = state;
+    const stats = state === 'joining' ? undefined : statsOf(x);
+    o.publishStatus({ sessionId: x.a.sessionId, state, ...(reason ? { reason: reason.slice(0, 200) } : {}), ...(stats ? { stats } : {}) });
+    last = { sessionId: x.a.sessionId, state, ...(stats ?? { packets: 0, lost: 0, late: 0, concealed: 0, recoveredByRed: 0, jitterMs: 0 }) };
+    log.info({ sessionId: x.a.sessionId, state, reason }, 'live session state');
+  }
+
+  /** Terminal: close the transport, publish, give the speakers and the volume back. */
+  function finish(x: Active, state: 'ended' | 'failed', reason?: string) {
+    if (x.finished) return;
+    x.finished = true;
+    o.timers.clearInterval(x.poll);
+    o.timers.clearTimeout(x.forceTimer);
+    status(x, state, reason ?? x.endReason);
+    void x.endpoint.stop();
+    x.jb.close();
+    if (cur === x) cur = undefined;
+    if (o.player.playing()?.program.id === x.program.id) o.player.stop(x.program.id);
+    o.setLiveVolume(undefined);
+    o.releaseAmp();
+  }
+
+  /** No more audio will come: play what is buffered, then the program ends (player → finish). */
+  function endStream(x: Active, reason: string) {
+    if (x.ending || x.finished) return;
+    x.ending = true;
+    x.endReason = reason;
+    x.jb.end();
+    // If the program is not on the speakers (or the buffer never drains), do not wait for it.
+    const onSpeakers = o.player.playing()?.program.id === x.program.id;
+    if (!onSpeakers) { finish(x, 'ended', reason); return; }
+    x.forceTimer = o.timers.setTimeout(() => finish(x, 'ended', reason), x.a.delayMs + 2000);
+  }
+
+  async function join(a: LiveAnnouncement) {
+    let jb: JitterBuffer;
+    try {
+      jb = createJitterBuffer({
+        timing: a.timing, delayMs: a.delayMs, clock: o.clockSource, payloadType: a.payloadType, redPayloadType: a.redPayloadType,
+        log,
+      });
+    } catch (e) {
+      o.publishStatus({ sessionId: a.sessionId, state: 'failed', reason: `bad session timing: ${(e as Error).message}`.slice(0, 200) });
+      return;
+    }
+    const rate = o.hw.sink.sampleRate;
+    const cold = o.hw.status().amplifier.state !== 'on';
+    let chimeAt: number | undefined; // hardware-clock time at which the chime starts (amp on)
+    let chimePos = -1;
+    const program: Program = {
+      id: `live-${a.sessionId}`,
+      kind: 'live',
+      read(out, pt) {
+        const n = jb.read(out, pt);
+        if (n < out.length) out.fill(0, Math.max(0, n));
+        if (chimeAt !== undefined && chimePos < Math.round((CHIME_MS / 1000) * rate)) {
+          if (chimePos < 0) chimePos = Math.max(0, Math.round(((pt - chimeAt) / 1000) * rate));
+          const total = Math.round((CHIME_MS / 1000) * rate);
+          for (let i = 0; i < out.length && chimePos < total; i++, chimePos++) out[i] = Math.max(-1, Math.min(1, out[i]! + chimeSample(chimePos, rate)));
+        }
+        // The player treats a short read as the end; we always fill the block until the buffer ended.
+        return out.length;
+      },
+      ended: () => x.ending && jb.stats().state === 'ended',
+    };
+    const endpoint = createLiveReceiverEndpoint({
+      controller: { host: a.rtp.host, port: a.rtp.port }, token: a.token, ssrc: a.ssrc,
+      payloadTypes: [a.payloadType, ...(a.redPayloadType !== null ? [a.redPayloadType] : [])],
+      clock: o.clock, helloIntervalMs: o.helloIntervalMs ?? 1000, ...(o.bindAddress ? { bindAddress: o.bindAddress } : {}),
+      onPacket: (p, at) => { x.lastPacketLocal = at; jb.push(p, at); },
+      onBye: () => endStream(x, 'bye'),
+      log,
+    });
+    const x: Active = { a, state: 'joining', endpoint, jb, program, poll: undefined, lastPacketLocal: NaN, ending: false, endReason: undefined, forceTimer: undefined, finished: false };
+    cur = x;
+    status(x, 'joining');
+    // The speakers first: preempt lower priorities at once (the player arbitrates by schemas' preempts()).
+    const claimed = o.player.play(program, { priority: a.priority, origin: 'live' }, (why, by) => {
+      if (why === 'finished') finish(x, 'ended', x.endReason ?? 'source ended');
+      else if (why === 'preempted') finish(x, 'ended', `preempted by ${by?.id ?? 'another programme'}`);
+      else finish(x, 'ended', x.endReason ?? 'stopped');
+    });
+    if (!claimed) {
+      x.finished = true;
+      cur = undefined;
+      jb.close();
+      const incumbent = o.player.playing();
+      status(x, 'refused', `speakers busy: ${incumbent?.claim.priority ?? 'higher'}-priority ${incumbent?.program.kind ?? 'programme'} ${incumbent?.program.id ?? ''}`.trim());
+      return;
+    }
+    o.setLiveVolume({ ...(a.forcedVolume !== undefined ? { forcedVolume: a.forcedVolume } : {}), emergency: a.priority === 'emergency' });
+    o.hw.setAmplifier(true).then(() => {
+      if (cold && a.chime && !x.finished) chimeAt = o.clock.now();
+    }).catch((e: Error) => log.warn({ err: e.message }, 'amplifier did not start for a live session'));
+    try {
+      await endpoint.start();
+    } catch (e) {
+      finish(x, 'failed', `receive socket: ${(e as Error).message}`);
+      return;
+    }
+    if (x.finished) { void endpoint.stop(); return; }
+    x.poll = o.timers.setInterval(() => {
+      if (x.finished) return;
+      const j = jb.stats();
+      if (x.state === 'joining' && j.packets > 0) status(x, 'ready');
+      if (x.state === 'ready' && j.state === 'playing') status(x, 'playing');
+      if (!x.ending && j.packets > 0 && o.clock.now() - x.lastPacketLocal > noAudioMs) {
+        log.warn({ sessionId: a.sessionId }, 'no audio from the controller: leaving the session');
+        x.endReason = 'no audio from the controller';
+        x.ending = true;
+        jb.end();
+        finish(x, 'failed', 'no audio from the controller');
+      }
+    }, 50);
+  }
+
+  return {
+    /** A validated announcement for this node (retained: arrives again after reconnects). */
+    onAnnouncement(a: LiveAnnouncement) {
+      if (!running) return;
+      if (a.state === 'ended') {
+        if (cur && cur.a.sessionId === a.sessionId) endStream(cur, 'session ended');
+        return;
+      }
+      if (cur && cur.a.sessionId === a.sessionId) return;
+      if (a.exercise && o.actualOnly?.()) {
+        o.publishStatus({ sessionId: a.sessionId, state: 'refused', reason: 'exercise on an actual-only cluster' });
+        return;
+      }
+      // A newer session replaces the one in place (the controller runs one per node at a time).
+      if (cur) { const old = cur; old.endReason = `replaced by ${a.sessionId}`; finish(old, 'ended', old.endReason); }
+      void join(a).catch((e: Error) => {
+        log.error({ err: e.message, sessionId: a.sessionId }, 'joining a live session failed');
+        o.publishStatus({ sessionId: a.sessionId, state: 'failed', reason: e.message.slice(0, 200) });
+      });
+    },
+    /** The session on this node now, or the last one. */
+    stats(): AgentLiveStats | undefined {
+      if (cur && !cur.finished) return { sessionId: cur.a.sessionId, state: cur.state, ...statsOf(cur) };
+      return last;
+    },
+    active: () => (cur && !cur.finished ? cur.a.sessionId : undefined),
+    start() { running = true; },
+    stop() {
+      running = false;
+      if (cur) finish(cur, 'ended', 'agent stopping');
+    },
+  };
+}
+export type AgentLive = ReturnType<typeof createAgentLive>;
