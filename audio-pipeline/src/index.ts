@@ -20,7 +20,7 @@ export {
 export { probeAudio, type ProbeOptions, type ProbeResult } from './probe.js';
 export { EBUR128_FILTER, measureLoudness, parseEbur128Summary, type LoudnessSummary } from './loudness.js';
 export { PcmMeter, summarize, type Envelope, type MeterSummary } from './meter.js';
-export { findTrim, planGain, GainApplier, type GainPlan, type LimiterSettings, type TrimRange } from './limiter.js';
+export { findTrim, planGain, planGainAsync, GainApplier, type GainPlan, type LimiterSettings, type TrimRange } from './limiter.js';
 export { analyseAudio, renderAudio, type AnalyseResult, type RenderResult } from './normalize.js';
 export { PeaksBuilder, computePeaks } from './peaks.js';
 export {

@@ -63,6 +63,8 @@ export interface LimiterSettings {
    * where the decoded codec output overshot on a previous attempt (codec-aware repair).
    */
   ceilingCutDb?: Float32Array;
+  /** Upper bound of the make-up gain, dB (default 30): beyond it the target is declared unreachable. */
+  maxGainDb?: number;
   attackMs: number;
   releaseMs: number;
 }
@@ -87,148 +89,216 @@ function rangeBlocks(range: TrimRange): { b0: number; n: number } {
 }
 
 /**
- * Compute the limiter's boundary gains for a static gain `g` (linear). Writes into `out`
- * (length n+1) and returns the deepest reduction (linear, ≤ 1).
- * Attack: a linear ramp over `attackMs` ahead of each peak (look-ahead); release: exponential
- * recovery with time constant `releaseMs`.
+ * Limiter gain curve for a static gain `g` (linear), per block of the range: `req[j]` is the gain
+ * that keeps block j at the ceiling; look-ahead (attack) is a linear ramp over `attackBlocks` ahead
+ * of each limited block; release is an exponential recovery (time constant `releaseMs`).
+ * Writes boundary gains into `bg` (length n+1; b_j = min(g_{j-1}, g_j), so the linear ramp inside
+ * block j never exceeds g_j ≤ req_j) and, fused in the same pass, the gain-weighted K energy of
+ * every 100 ms hop into `hops`. Returns the deepest reduction (linear, ≤ 1).
  */
-function limiterCurve(
+function evaluateCurve(
   env: Envelope,
   b0: number,
   n: number,
   g: number,
-  ceiling: number,
-  cut: Float32Array | null,
+  ceiling: Float32Array | number,
   attackBlocks: number,
   releaseCoef: number,
   req: Float32Array,
-  out: Float32Array,
+  bg: Float32Array,
+  hops: Float64Array,
 ): number {
-  let any = false;
+  const peak = env.peak;
+  const energy = env.energy;
+  let limited = 0;
   for (let j = 0; j < n; j++) {
-    const p = env.peak[b0 + j]! * g;
-    const c = cut ? ceiling * cut[j]! : ceiling;
+    const p = peak[b0 + j]! * g;
+    const c = typeof ceiling === 'number' ? ceiling : ceiling[j]!;
     if (p > c) {
       req[j] = c / p;
-      any = true;
+      limited++;
     } else req[j] = 1;
   }
-  if (!any) {
-    out.fill(1, 0, n + 1);
+  const nh = hops.length;
+  if (limited === 0) {
+    bg.fill(1, 0, n + 1);
+    for (let h = 0; h < nh; h++) {
+      let e = 0;
+      for (let j = h * HOP_BLOCKS, end = j + HOP_BLOCKS; j < end; j++) e += energy[b0 + j]!;
+      hops[h] = e;
+    }
     return 1;
   }
-  let prev = 1;
-  let min = 1;
   const A = Math.max(1, attackBlocks);
-  // `out` temporarily holds per-block gains in [0, n); boundaries are derived afterwards.
+  // Limited blocks within the look-ahead window [j, j+A): lets unlimited stretches skip the scan.
+  let inWindow = 0;
+  for (let k = 0; k < Math.min(n, A); k++) if (req[k]! < 1) inWindow++;
+  let prev = 1;
+  let prevBoundary = 1;
+  let min = 1;
+  let hopE = 0;
   for (let j = 0; j < n; j++) {
-    // Look-ahead: the gain must already be on its way down for a peak within A blocks.
-    let a = req[j]!;
-    const lim = Math.min(n - 1, j + A - 1);
-    for (let k = j + 1; k <= lim; k++) {
-      const r = req[k]!;
-      if (r < 1) {
-        const ramp = r + ((1 - r) * (k - j)) / A;
-        if (ramp < a) a = ramp;
+    let a = 1;
+    if (inWindow > 0) {
+      a = req[j]!;
+      const lim = Math.min(n - 1, j + A - 1);
+      for (let k = j + 1; k <= lim; k++) {
+        const r = req[k]!;
+        if (r < 1) {
+          const ramp = r + ((1 - r) * (k - j)) / A;
+          if (ramp < a) a = ramp;
+        }
       }
     }
+    // slide the window: drop j, add j+A
+    if (req[j]! < 1) inWindow--;
+    if (j + A < n && req[j + A]! < 1) inWindow++;
     const released = prev + (1 - prev) * releaseCoef;
     const gj = a < released ? a : released;
-    out[j] = gj;
-    prev = gj;
     if (gj < min) min = gj;
+    // boundary j = min(g_{j-1}, g_j); block j-1 spans boundaries j-1..j
+    const b = j === 0 ? gj : prev < gj ? prev : gj;
+    bg[j] = b;
+    if (j > 0) {
+      const x = prevBoundary;
+      hopE += energy[b0 + j - 1]! * ((x * x + x * b + b * b) / 3);
+      if (j % HOP_BLOCKS === 0) {
+        const h = j / HOP_BLOCKS - 1;
+        if (h < nh) hops[h] = hopE;
+        hopE = 0;
+      }
+    }
+    prevBoundary = b;
+    prev = gj;
   }
-  // Boundary gains: b_j = min(g_{j-1}, g_j), so that inside block j the interpolated gain never
-  // exceeds g_j ≤ req_j (sample-peak guarantee).
-  const last = out[n - 1]!;
-  let before = out[0]!;
-  for (let j = 1; j < n; j++) {
-    const cur = out[j]!;
-    out[j] = before < cur ? before : cur;
-    before = cur;
+  bg[n] = prev;
+  hopE += energy[b0 + n - 1]! * ((prevBoundary * prevBoundary + prevBoundary * prev + prev * prev) / 3);
+  if (n % HOP_BLOCKS === 0) {
+    const h = n / HOP_BLOCKS - 1;
+    if (h < nh) hops[h] = hopE;
   }
-  out[n] = last;
   return min;
-}
-
-/** Predicted integrated loudness of the range after static gain `g` and boundary gains `bg` (null = none). */
-function predict(env: Envelope, b0: number, n: number, g: number, bg: Float32Array | null): number {
-  const hops = hopEnergies(env, b0, n, bg ? (j) => gainSq(bg, j) : undefined);
-  if (n < 4 * HOP_BLOCKS) {
-    // Shorter than one 400 ms gating block: BS.1770 has no complete block; use the whole range.
-    let e = 0;
-    for (let j = 0; j < n; j++) e += env.energy[b0 + j]! * (bg ? gainSq(bg, j) : 1);
-    return e > 0 ? -0.691 + 10 * Math.log10((e * g * g) / (n * BLOCK)) : -70;
-  }
-  return integratedFromHops(hops, g * g);
-}
-
-/** Mean of the squared linear ramp between two boundary gains. */
-function gainSq(bg: Float32Array, j: number): number {
-  const a = bg[j]!;
-  const b = bg[j + 1]!;
-  return (a * a + a * b + b * b) / 3;
 }
 
 /** Integrated loudness of a range as the model sees it (no gain, no limiting). */
 export function modelLoudness(env: Envelope, range: TrimRange): number {
   const { b0, n } = rangeBlocks(range);
   if (n <= 0) return -70;
-  return predict(env, b0, n, 1, null);
+  return loudnessOf(env, b0, n, hopEnergies(env, b0, n), 1);
+}
+
+function loudnessOf(env: Envelope, b0: number, n: number, hops: Float64Array, gainSq: number, bg?: Float32Array): number {
+  if (n < 4 * HOP_BLOCKS) {
+    // Shorter than one 400 ms gating block: BS.1770 has no complete block; use the whole range.
+    let e = 0;
+    for (let j = 0; j < n; j++) {
+      const a = bg ? bg[j]! : 1;
+      const b = bg ? bg[j + 1]! : 1;
+      e += env.energy[b0 + j]! * ((a * a + a * b + b * b) / 3);
+    }
+    return e > 0 ? -0.691 + 10 * Math.log10((e * gainSq) / (n * BLOCK)) : -70;
+  }
+  return integratedFromHops(hops, gainSq);
 }
 
 /**
- * Find the make-up gain that puts the limited signal at `targetLufs`.
- * Returns the plan (gain, curve, predicted loudness). Bisection: the limited loudness is
- * non-decreasing in the make-up gain.
+ * The search behind planGain, as a generator that yields after each evaluation of the limiter
+ * model so that an async caller can let the event loop breathe (10 min of audio = 600 k blocks).
+ * Loudness of the limited signal is non-decreasing in the make-up gain: bracket, then
+ * Illinois (modified regula falsi) to 0.002 dB.
  */
-export function planGain(env: Envelope, range: TrimRange, targetLufs: number, lim: LimiterSettings): GainPlan {
+function* searchGain(env: Envelope, range: TrimRange, targetLufs: number, lim: LimiterSettings): Generator<void, GainPlan, void> {
   const { b0, n } = rangeBlocks(range);
   const req = new Float32Array(n);
-  const curve = new Float32Array(n + 1);
-  const ceiling = 10 ** (lim.ceilingDbfs / 20);
+  const bg = new Float32Array(n + 1);
+  const hops = new Float64Array(Math.floor(n / HOP_BLOCKS));
+  const ceilingLin = 10 ** (lim.ceilingDbfs / 20);
+  let ceiling: Float32Array | number = ceilingLin;
+  if (lim.ceilingCutDb) {
+    const c = new Float32Array(n);
+    for (let j = 0; j < n; j++) c[j] = ceilingLin * 10 ** (-(lim.ceilingCutDb[j] ?? 0) / 20);
+    ceiling = c;
+  }
   const attackBlocks = Math.max(1, Math.round(lim.attackMs));
   const releaseCoef = 1 - Math.exp(-1 / Math.max(1, lim.releaseMs));
-  let cut: Float32Array | null = null;
-  if (lim.ceilingCutDb) {
-    cut = new Float32Array(n);
-    for (let j = 0; j < n; j++) cut[j] = 10 ** (-(lim.ceilingCutDb[j] ?? 0) / 20);
-  }
-
-  const base = predict(env, b0, n, 1, null);
-  const evalAt = (gainDb: number): { lufs: number; min: number } => {
+  const evalAt = (gainDb: number): { f: number; min: number } => {
     const g = 10 ** (gainDb / 20);
-    const min = limiterCurve(env, b0, n, g, ceiling, cut, attackBlocks, releaseCoef, req, curve);
-    return { lufs: predict(env, b0, n, g, curve), min };
+    const min = evaluateCurve(env, b0, n, g, ceiling, attackBlocks, releaseCoef, req, bg, hops);
+    return { f: loudnessOf(env, b0, n, hops, g * g, bg) - targetLufs, min };
   };
+
+  const base = modelLoudness(env, range);
   if (!(base > -70)) throw new RangeError('planGain: the range has no measurable loudness');
-  let lo = targetLufs - base;
+  const cap = lim.maxGainDb ?? 30;
+  let lo = Math.min(targetLufs - base, cap);
+  let flo = evalAt(lo).f;
+  yield;
   let chosen = lo;
-  const first = evalAt(lo);
-  if (first.min < 1 && Math.abs(first.lufs - targetLufs) > 0.005) {
-    // Limiting costs loudness: search upwards (at most +24 dB of make-up).
-    let hi = lo + 24;
-    if (evalAt(hi).lufs < targetLufs) {
+  if (flo < -0.001 && lo < cap) {
+    // Limiting costs loudness: bracket upwards (never past the cap), then refine.
+    let hi = Math.min(cap, lo - flo * 2 + 1);
+    let fhi = evalAt(hi).f;
+    yield;
+    while (fhi < 0 && hi < cap) {
+      lo = hi;
+      flo = fhi;
+      hi = Math.min(cap, hi + 6);
+      fhi = evalAt(hi).f;
+      yield;
+    }
+    if (fhi < 0) chosen = hi;
+    else {
+      let side = 0;
       chosen = hi;
-    } else {
-      for (let i = 0; i < 30 && hi - lo > 0.002; i++) {
-        const mid = (lo + hi) / 2;
-        if (evalAt(mid).lufs < targetLufs) lo = mid;
-        else hi = mid;
+      for (let i = 0; i < 40 && hi - lo > 0.002; i++) {
+        const x = hi - (fhi * (hi - lo)) / (fhi - flo);
+        const fx = evalAt(x).f;
+        yield;
+        chosen = x;
+        if (Math.abs(fx) < 0.001) break;
+        if (fx < 0) {
+          lo = x;
+          flo = fx;
+          if (side === -1) fhi /= 2;
+          side = -1;
+        } else {
+          hi = x;
+          fhi = fx;
+          if (side === 1) flo /= 2;
+          side = 1;
+        }
       }
-      chosen = (lo + hi) / 2;
     }
   }
-  // Recompute the curve for the chosen gain (the scratch curve holds the last evaluation).
+  // Leave the curve of the chosen gain in `bg`.
   const final = evalAt(chosen);
   return {
     range,
     gainDb: chosen,
     ceilingDbfs: lim.ceilingDbfs,
-    predictedLufs: final.lufs,
+    predictedLufs: final.f + targetLufs,
     maxReductionDb: final.min < 1 ? -20 * Math.log10(final.min) : 0,
-    boundaryGains: curve,
+    boundaryGains: bg,
   };
+}
+
+/** Find the make-up gain that puts the limited signal at `targetLufs` (synchronous). */
+export function planGain(env: Envelope, range: TrimRange, targetLufs: number, lim: LimiterSettings): GainPlan {
+  const it = searchGain(env, range, targetLufs, lim);
+  for (;;) {
+    const r = it.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** planGain, yielding to the event loop between model evaluations (use it in a server). */
+export async function planGainAsync(env: Envelope, range: TrimRange, targetLufs: number, lim: LimiterSettings): Promise<GainPlan> {
+  const it = searchGain(env, range, targetLufs, lim);
+  for (;;) {
+    const r = it.next();
+    if (r.done) return r.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
 }
 
 /**

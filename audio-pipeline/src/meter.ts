@@ -293,8 +293,16 @@ export function summarize(env: Envelope, b0 = 0, n = env.blocks): MeterSummary {
   const hops = hopEnergies(env, b0, Math.min(n, env.blocks - b0));
   let tp = 0;
   for (let j = b0; j < b0 + n && j < env.blocks; j++) if (env.peak[j]! > tp) tp = env.peak[j]!;
+  let integratedLufs = integratedFromHops(hops);
+  const len = Math.min(n, env.blocks - b0);
+  if (hops.length < 4 && len > 0) {
+    // Shorter than one 400 ms gating block: BS.1770 defines no value; use the plain mean square.
+    let e = 0;
+    for (let j = b0; j < b0 + len; j++) e += env.energy[j]!;
+    integratedLufs = Math.max(-70, lufsOfMeanSquare(e / (len * BLOCK)));
+  }
   return {
-    integratedLufs: integratedFromHops(hops),
+    integratedLufs,
     lra: lraFromHops(hops),
     truePeakDbtp: linToDb(b0 === 0 && n === env.blocks ? env.truePeak : tp),
     samplePeakDbfs: linToDb(env.maxAbs),

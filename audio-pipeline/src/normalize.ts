@@ -103,9 +103,12 @@ export async function analyseAudio(path: string, probe: ProbeResult, opts: PassO
         }
       }
     } catch (err) {
-      // The stream errors when the process is killed; the process result below says why.
-      if (!tooLong) await dec.done.catch(() => undefined);
-      if (!tooLong) throw err;
+      // The stream errors when the process is killed: its `done` rejection (TIMEOUT, ABORTED,
+      // STOPPED) says why; otherwise rethrow the stream error.
+      if (!tooLong) {
+        await dec.done;
+        throw err;
+      }
     }
     const res = await dec.done;
     if (tooLong) {
@@ -136,7 +139,7 @@ export interface RenderResult {
   outputSamples: number;
   /** Measurement of the decoded Opus output. */
   opus: MeterSummary;
-  /** Envelope of the decoded Opus output (block 0 = first output sample), for the repair loop. */
+  /** Envelope of the decoded Opus output (block 0 = first output sample): where it peaks. */
   opusEnvelope: Envelope;
 }
 
@@ -247,7 +250,8 @@ export async function renderAudio(path: string, probe: ProbeResult, plan: GainPl
     })().catch(fail);
 
     // Measure the decoded output as it comes back.
-    const outMeter = new PcmMeter({ expectedSamples: total, hotBelowDb: 1, hotAbove: 10 ** ((profile.truePeakDbtp - 3) / 20) });
+    // True peak is interpolated where it can matter: near the running max, or within 2 dB of the limit.
+    const outMeter = new PcmMeter({ expectedSamples: total, hotBelowDb: 0.5, hotAbove: 10 ** ((profile.truePeakDbtp - 2) / 20) });
     const verReader = new F32Reader();
     const measure = (async () => {
       for await (const chunk of ver.stdout as Readable) outMeter.push(verReader.read(chunk as Buffer));

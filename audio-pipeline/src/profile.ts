@@ -18,9 +18,9 @@ export interface ProcessingProfile {
   maxGainDb: number;
   /**
    * Room left between the limiter's ceiling and `truePeakDbtp` for codec overshoot: lossy coding at
-   * 32 kbps reshapes the waveform, and on 10 min of limited speech the decoded Opus peaked up to
-   * 2.7 dB (SILK, `voip`) / 2.4 dB (CELT, `audio`) above the pre-encode ceiling. Verification adds
-   * more when the decoded output still overshoots.
+   * 32 kbps reshapes the waveform. On limited espeak-ng speech the decoded Opus peaked, per 10 ms,
+   * up to 2.4 dB (10 min) / 4.4 dB (60 min) above the pre-encode ceiling with CELT, 2.7 / 7.2 dB
+   * with SILK complexity 5. The tail is handled by verification (OpusHead gain trim or re-render).
    */
   codecHeadroomDb: number;
   limiter: { attackMs: number; releaseMs: number };
@@ -29,13 +29,19 @@ export interface ProcessingProfile {
   opus: {
     bitrateKbps: number;
     vbr: 'on' | 'off' | 'constrained';
+    /**
+     * libopus application. Default 'audio' (at 32 kb/s mono and complexity < 7 that is CELT-only),
+     * not 'voip' (SILK): on limited espeak-ng speech SILK at complexity 5 produced 10 ms clicks
+     * 7–15 dB above the surrounding audio (one per few minutes; also in libopus' own decoder), and
+     * complexity 10 avoids them only at 5× the CPU of CELT (12 s vs 2.3 s per 10 min here).
+     */
     application: 'voip' | 'audio' | 'lowdelay';
-    /** libopus complexity 0..10; 5 is ~2× faster than 10 with little loss on speech. */
+    /** libopus complexity 0..10. */
     complexity: number;
     frameMs: 20 | 40 | 60;
     /**
      * Loudness the encoder is expected to lose (LU), aimed above the target so that the first
-     * attempt usually verifies: measured 0.1–0.5 LU for SILK at 32 kbps on speech, ~0.1 for CELT.
+     * attempt usually verifies: measured 0.1–0.5 LU for SILK at 32 kbps on speech, ~0.05–0.1 for CELT.
      */
     expectedLossLu: number;
   };
@@ -45,6 +51,11 @@ export interface ProcessingProfile {
     toleranceLu: number;
     /** Verified true peak must stay this far under `truePeakDbtp` (meter vs. other meters' interpolators). */
     truePeakMarginDb: number;
+    /**
+     * A decoded-Opus true-peak excess up to this many dB is removed with the OpusHead output gain
+     * (RFC 7845 §5.1; decoders apply it) instead of a re-encode, if loudness stays within ±0.9 LU.
+     */
+    headerGainFixMaxDb: number;
     maxRetries: number;
   };
   peaksBuckets: number;
@@ -57,9 +68,9 @@ export const DEFAULT_PROFILE: Readonly<ProcessingProfile> = Object.freeze({
   codecHeadroomDb: 3.0,
   limiter: { attackMs: 5, releaseMs: 60 },
   trim: { enabled: true, thresholdDbfs: -60 },
-  opus: { bitrateKbps: 32, vbr: 'constrained', application: 'voip', complexity: 5, frameMs: 20, expectedLossLu: 0.25 },
+  opus: { bitrateKbps: 32, vbr: 'constrained', application: 'audio', complexity: 5, frameMs: 20, expectedLossLu: 0.1 },
   mp3: { bitrateKbps: 64, sampleRate: 48000, quality: 7 },
-  verify: { toleranceLu: 0.5, truePeakMarginDb: 0.1, maxRetries: 3 },
+  verify: { toleranceLu: 0.5, truePeakMarginDb: 0.1, headerGainFixMaxDb: 1, maxRetries: 3 },
   peaksBuckets: 800,
 } satisfies ProcessingProfile);
 
@@ -99,6 +110,7 @@ export function resolveProfile(overrides: ProfileOverrides = {}): ProcessingProf
   if (!(Number.isInteger(p.peaksBuckets) && p.peaksBuckets >= 1 && p.peaksBuckets <= 100_000)) bad('peaksBuckets must be 1..100000');
   if (!(p.verify.toleranceLu > 0 && p.verify.toleranceLu <= 1)) bad('verify.toleranceLu must be within 0..1');
   if (!(p.verify.truePeakMarginDb >= 0 && p.verify.truePeakMarginDb <= 2)) bad('verify.truePeakMarginDb must be within 0..2');
+  if (!(p.verify.headerGainFixMaxDb >= 0 && p.verify.headerGainFixMaxDb <= 3)) bad('verify.headerGainFixMaxDb must be within 0..3');
   if (!(Number.isInteger(p.verify.maxRetries) && p.verify.maxRetries >= 0 && p.verify.maxRetries <= 5)) bad('verify.maxRetries must be 0..5');
   return p;
 }

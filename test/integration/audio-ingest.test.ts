@@ -45,27 +45,30 @@ async function ingestAndCheck(input: string): Promise<Awaited<ReturnType<typeof 
   expect((await readdir(outDir)).sort()).toEqual([`${res.mediaKey}.mp3`, `${res.mediaKey}.opus`]);
   expect(basename(res.files.opus)).toBe(`${res.mediaKey}.opus`);
 
-  // Distribution format, measured independently.
-  const opus = await measureIndependently(res.files.opus);
+  // Distribution format, measured independently (the reference decoder too: what edge agents
+  // and browsers run), and the trimmed input span computed here (first to last sample > -60 dBFS).
+  const [opus, opusRef, mp3, inputPcm, decodedOut] = await Promise.all([
+    measureIndependently(res.files.opus),
+    measureIndependently(res.files.opus, 'libopus'),
+    measureIndependently(res.files.mp3),
+    decodeMono48k(input),
+    decodeMono48k(res.files.opus),
+  ]);
   expect(opus.codec).toBe('opus');
   expect(opus.sampleRate).toBe(48000);
   expect(opus.channels).toBe(1);
   expect(Math.abs(opus.integratedLufs - TARGET)).toBeLessThanOrEqual(1);
   expect(opus.truePeakDbtp).toBeLessThanOrEqual(TP_LIMIT);
-  // The reference decoder (what edge agents and browsers run) agrees.
-  const opusRef = await measureIndependently(res.files.opus, 'libopus');
   expect(opusRef.truePeakDbtp).toBeLessThanOrEqual(TP_LIMIT);
 
-  const mp3 = await measureIndependently(res.files.mp3);
   expect(mp3.codec).toBe('mp3');
   expect(mp3.channels).toBe(1);
   expect(Math.abs(mp3.integratedLufs - TARGET)).toBeLessThanOrEqual(1);
   expect(mp3.truePeakDbtp).toBeLessThanOrEqual(TP_LIMIT);
 
-  // Duration: the trimmed input (first to last sample above -60 dBFS, computed here) within 50 ms.
-  const trimmedMs = nonSilentSpanMs(await decodeMono48k(input), -60);
+  // Duration: the trimmed input within 50 ms, in the result and in the decoded file.
+  const trimmedMs = nonSilentSpanMs(inputPcm, -60);
   expect(Math.abs(res.durationMs - trimmedMs)).toBeLessThanOrEqual(50);
-  const decodedOut = await decodeMono48k(res.files.opus);
   expect(Math.abs((decodedOut.length / 48000) * 1000 - trimmedMs)).toBeLessThanOrEqual(50);
 
   // Reported figures agree with the independent measurement.
