@@ -11,12 +11,15 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { createSupervisor, DEFAULT_PROFILE, ingestAudio, type IngestResult, type Supervisor } from '../audio-pipeline/src/index.js';
+import { pino } from 'pino';
+import { DEFAULT_PROFILE } from '../audio-pipeline/src/index.js';
+import { createController } from '../controller/src/controller.js';
+import { login } from '../firmware-sim/src/fleet.js';
 
 const exec = promisify(execFile);
 
@@ -65,12 +68,28 @@ async function makeInputs(minutesList: number[]): Promise<Map<number, string>> {
   return out;
 }
 
-/** The one timed operation: input file → ingested media (files written, result returned). */
-export async function timedIngest(input: string, outDir: string, supervisor: Supervisor): Promise<{ ms: number; result: IngestResult }> {
-  const t0 = performance.now();
-  const result = await ingestAudio(input, { outDir, supervisor });
-  return { ms: performance.now() - t0, result };
+/**
+ * The one timed operation, through the real HTTP API: the file is uploaded to POST /api/v1/media of an
+ * in-process controller, and the time taken is the server's own `Server-Timing: ingest;dur=` — from the
+ * last upload byte received to the committed media row (the issue's definition). The item is fetched
+ * (for the output measurement) and deleted again, so the next identical upload is not a duplicate.
+ */
+export async function timedIngest(input: string, outDir: string, api: BenchApi): Promise<{ ms: number; result: { opusPath: string; attempts: number } }> {
+  const form = new FormData();
+  form.append('file', new Blob([await readFile(input)]), basename(input));
+  const r = await fetch(`${api.base}/api/v1/media`, { method: 'POST', headers: { authorization: `Bearer ${api.token}` }, body: form });
+  const body = (await r.json()) as { id: string; message?: string; duplicate?: boolean; processing: { attempts?: number } };
+  if (r.status !== 201) throw new Error(`upload failed: ${r.status} ${body.message ?? ''}`);
+  const timing = /ingest;dur=([\d.]+)/.exec(r.headers.get('server-timing') ?? '');
+  if (!timing) throw new Error('no Server-Timing ingest figure in the upload response');
+  const audio = await fetch(`${api.base}/api/v1/media/${body.id}/audio?format=opus`, { headers: { authorization: `Bearer ${api.token}` } });
+  const opusPath = join(outDir, 'out.opus');
+  await writeFile(opusPath, Buffer.from(await audio.arrayBuffer()));
+  await fetch(`${api.base}/api/v1/media/${body.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${api.token}` } });
+  return { ms: Number(timing[1]), result: { opusPath, attempts: Number(body.processing.attempts ?? 1) } };
 }
+
+export interface BenchApi { base: string; token: string }
 
 /** Baseline command lines (same output spec as our default profile, loudness by ffmpeg loudnorm). */
 export function baselineCommands(input: string, outBase: string, measured?: Record<string, string>): string[][] {
@@ -142,8 +161,15 @@ export async function run(): Promise<{ realtimeFactor: number; overheadRatio: nu
 
   const inputs = await makeInputs(cases.map((c) => c.minutes));
   const work = await mkdtemp(join(os.tmpdir(), 'radio-bench-out-'));
-  const supervisor = createSupervisor({ concurrency: 1 });
-  supervisor.start();
+  const ctlDir = await mkdtemp(join(os.tmpdir(), 'radio-bench-ctl-'));
+  const ctl = await createController({
+    log: pino({ level: 'silent' }),
+    env: { RADIO_DATA_DIR: ctlDir, RADIO_HTTP_PORT: 0, RADIO_MQTT_PORT: 0, RADIO_RTP_PORT: 0, RADIO_HTTP_HOST: '127.0.0.1', RADIO_ADMIN_PASSWORD: 'bench-password' },
+  });
+  await ctl.start();
+  const base = `http://127.0.0.1:${ctl.httpPort()}`;
+  const api: BenchApi = { base, token: await login(base, 'admin', 'bench-password') };
+  console.log('ours: HTTP upload to an in-process controller (embedded broker, SQLite); time = last upload byte → committed row (Server-Timing)');
   console.log('baseline command lines (run bare, timed together):');
   for (const c of baselineCommands('<input.mp3>', '<out>')) console.log(`  ${c.map((a) => (/[\s;[\]|]/.test(a) ? `'${a}'` : a)).join(' ')}`);
 
@@ -153,11 +179,11 @@ export async function run(): Promise<{ realtimeFactor: number; overheadRatio: nu
       const input = inputs.get(c.minutes)!;
       const inputMs = c.minutes * 60_000;
       const ours: number[] = [];
-      let last: IngestResult | undefined;
+      let last: { opusPath: string; attempts: number } | undefined;
       for (let i = 0; i < c.runs; i++) {
         const outDir = join(work, `ours-${c.minutes}-${i}`);
         await mkdir(outDir);
-        const { ms, result } = await timedIngest(input, outDir, supervisor);
+        const { ms, result } = await timedIngest(input, outDir, api);
         ours.push(ms);
         last = result;
         if (i < c.runs - 1) await rm(outDir, { recursive: true, force: true });
@@ -174,11 +200,11 @@ export async function run(): Promise<{ realtimeFactor: number; overheadRatio: nu
       const baseMed = quantile(base, 0.5);
       const rtf = inputMs / med;
       const ratio = med / baseMed;
-      const oursOut = await measureOutput(last!.files.opus);
+      const oursOut = await measureOutput(last!.opusPath);
       const baseOut = await measureOutput(join(work, `base-${c.minutes}-${c.baselineRuns - 1}.opus`));
       console.log(
         `${c.label}: ours n=${ours.length} median ${(med / 1000).toFixed(2)} s, p95 ${(quantile(ours, 0.95) / 1000).toFixed(2)} s, p99 ${(quantile(ours, 0.99) / 1000).toFixed(2)} s` +
-          `${ours.length < 20 ? ' (p95/p99 of few runs = max)' : ''}; realtimeFactor ${rtf.toFixed(1)}x; attempts ${last!.processing.attempts}; ` +
+          `${ours.length < 20 ? ' (p95/p99 of few runs = max)' : ''}; realtimeFactor ${rtf.toFixed(1)}x; attempts ${last!.attempts}; ` +
           `output ${oursOut.lufs} LUFS / ${oursOut.tp} dBTP`,
       );
       console.log(
@@ -188,8 +214,9 @@ export async function run(): Promise<{ realtimeFactor: number; overheadRatio: nu
       for (const d of await readdir(work)) await rm(join(work, d), { recursive: true, force: true });
     }
   } finally {
-    await supervisor.stop();
+    await ctl.stop();
     await rm(work, { recursive: true, force: true });
+    await rm(ctlDir, { recursive: true, force: true });
   }
   console.log(JSON.stringify({ bench: 'media', ...tenMin }));
   return tenMin;
