@@ -279,12 +279,17 @@ function teardown() {
   state.wsReconnects = 0;
   state.refreshAgain = false;
   closeNodeDialog();
+  resetBroadcast();
   $('#zone-list').replaceChildren();
   zoneViews.clear();
   nodeViews.clear();
 }
 
 async function onLogout() {
+  // A voice session without its microphone would stall on every horn: end it while the token is valid.
+  if (live.view?.state === 'active' && live.phase !== 'ended') {
+    try { await api('POST', `/live/sessions/${encodeURIComponent(live.view.sessionId)}/stop`); } catch { /* it ends on its own when the microphone stalls */ }
+  }
   try { await api('POST', '/auth/logout'); } catch { /* logging out locally is what matters */ }
   teardown();
   showLogin();
@@ -410,12 +415,15 @@ function onEvent(ev) {
     state.wsAttempt = 0;
     if (reconnected) state.wsReconnects++;
     setLive('on');
+    // Reach changes of followed sessions may have been missed while the socket was down.
+    for (const tr of trackers.values()) void fetchSession(tr);
     // Events sent before this socket opened (link down, or the first page load racing the socket)
     // never reach it: catch up from the API.
     void refreshAll().catch((e) => { if (state.session) showError(e.message); });
     return;
   }
   if (ev.type === 'command.reply' || ev.type === 'job.progress') return;
+  if (ev.type === 'live.session') { onLiveSessionEvent(ev); return; }
   state.eventsDuringRefresh?.push(ev);
   const known = applyEvent(ev);
   // A node we have never seen (provisioned elsewhere): fetch the full picture.
@@ -479,6 +487,7 @@ function renderAll() {
   renderStats();
   renderAlarms();
   renderZones();
+  renderBroadcast();
   renderDetailInfo();
 }
 
@@ -952,6 +961,634 @@ function renderDetailInfo() {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Live broadcast from the console microphone, and the one-press emergency (issue 5)
+//
+// Capture: getUserMedia (no echo cancellation, noise suppression or AGC: the controller runs its own
+// AGC and limiter, and the browser's processing adds latency and pumping) → an AudioContext at 48 kHz
+// where the browser allows it → AudioWorklet `mic-capture` (mic-worklet.js: mono, resampled to 48 kHz
+// if the context runs at another rate, 20 ms float32 blocks) → one binary WebSocket frame per block on
+// the session's microphone path with `format=f32le`.
+//
+// Why AudioWorklet PCM and not MediaRecorder/Opus (issue 5: pick by measured latency). Measured in
+// headless Chromium 156 on the fake microphone (test/e2e/console-live.test.ts prints the figures each
+// run): MediaRecorder('audio/webm;codecs=opus') asked for 20 ms timeslices delivers its first chunk
+// ~60–65 ms after start() and then one chunk every 60 ms (it packs 60 ms of Opus per WebM block,
+// whatever the timeslice; other browsers and older Chromium are commonly reported at 100–250 ms or
+// more); the worklet posts its first 20 ms block ~14 ms after start and then one every 20 ms. So
+// MediaRecorder costs ≥ 40 ms more on every frame, and the controller would also have to demux WebM
+// and decode Opus before its AGC and limiter, then encode Opus again (a second lossy generation).
+// PCM costs 1.5 Mbit/s on the operator's LAN/uplink, which a console microphone can afford.
+
+const LIVE_RATE = 48_000;
+const LIVE_FRAME_SAMPLES = 960; // 20 ms at 48 kHz
+/** More than this queued on the socket (≈ 500 ms of float32) and new blocks are dropped, not queued: late speech is worse than a gap. */
+const LIVE_MAX_BUFFERED_BYTES = (LIVE_RATE * 4) / 2;
+/** A microphone block older than this when the page gets to it is dropped (s). */
+const LIVE_STALE_S = 0.2;
+/** Audio ahead of real time (since the socket's first frame) allowed before blocks are dropped: 250 ms. */
+const LIVE_BURST_SAMPLES = LIVE_RATE / 4;
+const LIVE_POLL_MS = 1000;
+const LIVE_WS_RETRIES = 3;
+const REACH_MAX_NAMES = 6;
+
+/** Sessions whose reach the page follows: sessionId → {id, view, onUpdate, fetching, again}. */
+const trackers = new Map();
+let trackerPoll = null;
+
+const live = {
+  phase: 'idle', // idle | mic | starting | connecting | reconnecting | waiting | speak | stopping | ended
+  view: null,
+  error: null, // () => text, so a language switch redraws it
+  stream: null, ctx: null, node: null,
+  ws: null, wsRetries: 0, retryTimer: null,
+  peak: 0, shown: 0, raf: 0,
+  framesSent: 0, framesDropped: 0, framesStale: 0, framesAhead: 0, sendStartMs: null, samplesSent: 0, firstFrameMs: null, startedMs: 0,
+};
+
+const em = { phase: 'idle', view: null, error: null, media: null, mediaLoading: false };
+
+let livePicker = null;
+let emPicker = null;
+
+// -------------------------------------------------------------------- targets (commune / zones / clusters)
+
+function createTargetPicker(container, name) {
+  const p = { name, container, mode: 'commune', zones: new Set(), nodes: new Set(), sig: '', fieldset: null, disabled: false };
+  container.addEventListener('change', (e) => {
+    const el = e.target;
+    if (el.name === `${name}-mode`) { p.mode = el.value; p.sig = ''; renderTargetPicker(p); return; }
+    const set = el.dataset.zone ? p.zones : el.dataset.node ? p.nodes : null;
+    const id = el.dataset.zone ?? el.dataset.node;
+    if (set) { if (el.checked) set.add(id); else set.delete(id); }
+  });
+  return p;
+}
+
+function renderTargetPicker(p) {
+  const collator = new Intl.Collator(locale(), { numeric: true });
+  const zones = [...state.zones.values()].sort((a, b) => collator.compare(a.name, b.name));
+  const nodes = [...state.nodes.values()].sort((a, b) => collator.compare(a.name, b.name));
+  const sig = JSON.stringify([state.lang, p.mode, zones.map((z) => [z.id, z.name]), p.mode === 'nodes' ? nodes.map((n) => [n.id, n.name, n.zoneId, n.status]) : nodes.length]);
+  if (sig === p.sig) return;
+  p.sig = sig;
+  const focusedId = p.container.contains(document.activeElement) ? document.activeElement.id : null;
+  const radio = (value, key) => h('label', { class: 'choice-item' },
+    h('input', { type: 'radio', name: `${p.name}-mode`, id: `${p.name}-mode-${value}`, value, checked: p.mode === value }), ' ', h('span', {}, t(key)));
+  const check = (kind, id, label, extra) => h('label', { class: 'check-item' },
+    h('input', { type: 'checkbox', id: `${p.name}-${kind}-${id}`, [`data-${kind}`]: id, checked: (kind === 'zone' ? p.zones : p.nodes).has(id) }),
+    ' ', h('span', {}, label), extra ?? null);
+  let list = null;
+  if (p.mode === 'zones') {
+    list = zones.length
+      ? h('div', { class: 'check-list' }, zones.map((z) => check('zone', z.id, z.name,
+        h('span', { class: 'muted' }, ` · ${t('zones.nodeCount', { n: nodes.filter((n) => n.zoneId === z.id).length })}`))))
+      : h('p', { class: 'muted' }, t('tg.empty'));
+  } else if (p.mode === 'nodes') {
+    list = nodes.length
+      ? h('div', { class: 'check-groups' }, [...new Set(nodes.map((n) => n.zoneId))].sort((a, b) => collator.compare(zoneName(a), zoneName(b))).map((zid) =>
+        h('div', { class: 'check-group' }, h('p', { class: 'check-group-title' }, zoneName(zid)),
+          h('div', { class: 'check-list' }, nodes.filter((n) => n.zoneId === zid).map((n) => check('node', n.id, n.name,
+            h('span', { class: `dot dot-${n.status}`, title: t(`status.${n.status}`), 'aria-label': t(`status.${n.status}`) })))))))
+      : h('p', { class: 'muted' }, t('tg.empty'));
+  }
+  p.fieldset = h('fieldset', { class: 'choice', disabled: p.disabled },
+    h('legend', { class: 'field-label' }, t('tg.legend')),
+    h('div', { class: 'choice-row' }, radio('commune', 'tg.commune'), radio('zones', 'tg.zones'), radio('nodes', 'tg.nodes')),
+    list);
+  p.container.replaceChildren(p.fieldset);
+  if (focusedId) document.getElementById(focusedId)?.focus();
+}
+
+function setPickerDisabled(p, disabled) {
+  if (p.disabled === disabled) return;
+  p.disabled = disabled;
+  if (p.fieldset) p.fieldset.disabled = disabled;
+}
+
+/** The API's `targets`, or null when nothing is chosen. Ids of zones/clusters deleted meanwhile are left out. */
+function pickerTargets(p) {
+  if (p.mode === 'commune') return { commune: true };
+  if (p.mode === 'zones') { const zones = [...p.zones].filter((id) => state.zones.has(id)); return zones.length ? { zones } : null; }
+  const nodes = [...p.nodes].filter((id) => state.nodes.has(id));
+  return nodes.length ? { nodes } : null;
+}
+
+function describeTargets(targets) {
+  if (targets.commune) return t('em.targetsCommune');
+  if (targets.zones?.length) return targets.zones.length <= 3 ? targets.zones.map(zoneName).join(', ') : t('em.targetsZones', { n: targets.zones.length });
+  return targets.nodes.length <= 3 ? targets.nodes.map(nodeName).join(', ') : t('em.targetsNodes', { n: targets.nodes.length });
+}
+
+// -------------------------------------------------------------------- reach of a session
+
+function whyText(x) {
+  const s = t(`nstate.${x.state}`);
+  // A refusal or failure carries the cluster's own reason (from the device, in English): shown as is.
+  return (x.state === 'refused' || x.state === 'failed') && x.reason ? `${s}: ${x.reason}` : s;
+}
+
+function namesWithWhy(items) {
+  const parts = items.slice(0, REACH_MAX_NAMES).map((x) => `${nodeName(x.nodeId)} (${whyText(x)})`);
+  if (items.length > REACH_MAX_NAMES) parts.push(t('reach.more', { n: items.length - REACH_MAX_NAMES }));
+  return parts.join(', ');
+}
+
+/** "Đang phát ở 5/6 cụm; không phát: Cụm loa 2 (ngoại tuyến)", or the final figures of an ended session. */
+function reachText(view) {
+  const r = view.reach;
+  if (view.state === 'ended' && Array.isArray(view.nodes)) {
+    const missed = view.nodes.filter((n) => n.firstPlayingAt === undefined || n.firstPlayingAt === null)
+      .map((n) => ({ nodeId: n.nodeId, state: n.state === 'announced' && !n.online ? 'offline' : n.state, reason: n.reason }));
+    const played = view.nodes.length - missed.length;
+    return t('reach.final', { played, targets: r.targets }) + (missed.length ? `; ${t('reach.notPlayed', { list: namesWithWhy(missed) })}` : '');
+  }
+  const notPlaying = r.notPlaying ?? [];
+  return t('reach.playing', { playing: r.playing, targets: r.targets }) + (notPlaying.length ? `; ${t('reach.notPlaying', { list: namesWithWhy(notPlaying) })}` : '');
+}
+
+function endReasonText(reason) {
+  if (!reason) return t('unknown');
+  const key = `end.${reason.split(':')[0]}`;
+  const s = t(key);
+  return s === key ? reason : reason.includes(':') ? `${s} (${reason.slice(reason.indexOf(':') + 1).trim()})` : s;
+}
+
+/**
+ * Follow a session's reach: every `live.session` event for it updates the counts at once and fetches
+ * the full view (who is not playing, and why); while the events WebSocket is down, the view is polled
+ * once a second instead.
+ */
+function trackSession(view, onUpdate) {
+  const tr = { id: view.sessionId, view, onUpdate, fetching: false, again: false };
+  trackers.set(tr.id, tr);
+  onUpdate(view);
+  // Events sent between the POST's answer and this registration were not routed here: catch up once.
+  void fetchSession(tr);
+  if (!trackerPoll) {
+    trackerPoll = setInterval(() => {
+      if (trackers.size === 0) { clearInterval(trackerPoll); trackerPoll = null; return; }
+      if (state.live === 'on') return;
+      for (const x of trackers.values()) void fetchSession(x);
+    }, LIVE_POLL_MS);
+  }
+  return tr;
+}
+
+async function fetchSession(tr) {
+  if (tr.fetching) { tr.again = true; return; }
+  tr.fetching = true;
+  try {
+    const v = await api('GET', `/live/sessions/${encodeURIComponent(tr.id)}`);
+    if (trackers.get(tr.id) !== tr) return;
+    tr.view = v;
+    if (v.state === 'ended') trackers.delete(tr.id);
+    tr.onUpdate(v);
+  } catch (e) {
+    if (e.status === 404) trackers.delete(tr.id);
+    // Other failures: the next event or poll tries again.
+  } finally {
+    tr.fetching = false;
+    if (tr.again && trackers.get(tr.id) === tr) { tr.again = false; void fetchSession(tr); }
+  }
+}
+
+function onLiveSessionEvent(ev) {
+  const tr = trackers.get(ev.sessionId);
+  if (!tr) return;
+  tr.view = { ...tr.view, state: ev.state, speakNow: ev.speakNow, endReason: ev.endReason ?? tr.view.endReason, reach: { ...tr.view.reach, targets: ev.targets, ready: ev.ready, playing: ev.playing } };
+  tr.onUpdate(tr.view);
+  void fetchSession(tr);
+}
+
+// -------------------------------------------------------------------- live voice
+
+function micErrorText(err) {
+  switch (err?.name) {
+    case 'NotAllowedError': case 'PermissionDeniedError': case 'SecurityError': return () => t('lv.micDenied');
+    case 'NotFoundError': case 'DevicesNotFoundError': case 'OverconstrainedError': return () => t('lv.micMissing');
+    case 'NotReadableError': case 'TrackStartError': case 'AbortError': return () => t('lv.micBusy');
+    case 'InsecureContext': return () => t('lv.micInsecure');
+    case 'NoAudioWorklet': return () => t('lv.micUnsupported');
+    default: return () => t('lv.micError', { msg: err?.message ?? String(err) });
+  }
+}
+
+async function openMic() {
+  if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia) throw Object.assign(new Error('insecure context'), { name: 'InsecureContext' });
+  if (typeof AudioWorkletNode === 'undefined') throw Object.assign(new Error('no AudioWorklet'), { name: 'NoAudioWorklet' });
+  live.stream = await navigator.mediaDevices.getUserMedia({
+    audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false, channelCount: 1 },
+  });
+  let ctx;
+  try {
+    ctx = new AudioContext({ sampleRate: LIVE_RATE, latencyHint: 'interactive' });
+  } catch {
+    ctx = new AudioContext({ latencyHint: 'interactive' }); // the worklet resamples to 48 kHz
+  }
+  live.ctx = ctx;
+  await ctx.audioWorklet.addModule('/web/mic-worklet.js');
+  const source = ctx.createMediaStreamSource(live.stream);
+  const node = new AudioWorkletNode(ctx, 'mic-capture', {
+    numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1], channelCount: 1, channelCountMode: 'explicit',
+    processorOptions: { frameSamples: LIVE_FRAME_SAMPLES },
+  });
+  node.port.onmessage = (m) => onMicBlock(m.data);
+  // The graph must pull the node for it to run: a muted gain into the destination does that without
+  // playing the operator's voice back into the room (and into the microphone).
+  const silent = ctx.createGain();
+  silent.gain.value = 0;
+  source.connect(node).connect(silent).connect(ctx.destination);
+  live.node = node;
+  live.stream.getAudioTracks()[0]?.addEventListener('ended', () => {
+    if (live.node) finishLive(() => t('lv.micEnded'), true);
+  });
+  if (ctx.state === 'suspended') await ctx.resume();
+  live.startedMs = performance.now();
+}
+
+function releaseMic() {
+  clearTimeout(live.retryTimer);
+  live.retryTimer = null;
+  const ws = live.ws;
+  live.ws = null; // before close(): its close handler must not act
+  if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000, 'stopped');
+  try { live.node?.port.postMessage('stop'); live.node?.disconnect(); } catch { /* already gone */ }
+  for (const tr of live.stream?.getTracks() ?? []) tr.stop();
+  void live.ctx?.close().catch(() => {});
+  live.node = null;
+  live.stream = null;
+  live.ctx = null;
+  live.peak = 0;
+  live.shown = 0;
+  drawMeter();
+}
+
+function onMicBlock(msg) {
+  if (!msg?.pcm) return;
+  if (live.firstFrameMs === null) live.firstFrameMs = performance.now() - live.startedMs;
+  live.peak = Math.max(live.peak, msg.peak);
+  if (!live.raf) live.raf = requestAnimationFrame(drawMeter);
+  const ws = live.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  // A block that sat in this page's queue (main thread busy) is stale: sending a backlog in one burst
+  // would arrive faster than real time, and the controller drops that (and closes with 4429).
+  if (live.ctx && typeof msg.t === 'number' && live.ctx.currentTime - msg.t > LIVE_STALE_S) { live.framesStale++; return; }
+  if (ws.bufferedAmount > LIVE_MAX_BUFFERED_BYTES) { live.framesDropped++; return; }
+  // The controller admits at most real time + a 500 ms burst since the first frame on this socket
+  // (controller/src/live/index.ts). An audio thread catching up after a stall can run ahead of
+  // that: drop here, within a smaller burst, so the controller never sees a flood (4429).
+  const now = performance.now();
+  if (live.sendStartMs === null) { live.sendStartMs = now; live.samplesSent = 0; }
+  if (live.samplesSent + msg.pcm.length > ((now - live.sendStartMs) / 1000) * LIVE_RATE + LIVE_BURST_SAMPLES) { live.framesAhead++; return; }
+  live.samplesSent += msg.pcm.length;
+  // Float32Array bytes are the platform's order: little-endian on every platform browsers run on,
+  // which is what `format=f32le` means.
+  ws.send(msg.pcm.buffer);
+  live.framesSent++;
+}
+
+function drawMeter() {
+  live.raf = 0;
+  // Peak meter with a decay (fast attack, ~0.3 s release at 60 frames/s), −60…0 dBFS.
+  live.shown = Math.max(live.peak, live.shown * 0.85);
+  live.peak = 0;
+  const db = live.shown > 1e-6 ? 20 * Math.log10(live.shown) : -Infinity;
+  const pct = Number.isFinite(db) ? Math.max(0, Math.min(100, ((db + 60) / 60) * 100)) : 0;
+  const bar = $('#live-meter-bar');
+  bar.style.width = `${pct.toFixed(1)}%`;
+  bar.className = `meter-bar${db > -3 ? ' meter-hot' : db > -12 ? ' meter-warm' : ''}`;
+  $('#live-meter-text').textContent = live.node ? (Number.isFinite(db) && db > -60 ? `${fmtNum(db, 0)} dBFS` : '−∞') : '';
+  const panel = $('#live-panel');
+  panel.dataset.framesSent = String(live.framesSent);
+  panel.dataset.framesDropped = String(live.framesDropped);
+  panel.dataset.framesStale = String(live.framesStale);
+  panel.dataset.framesAhead = String(live.framesAhead);
+  if (live.node && live.shown > 0.001) live.raf = requestAnimationFrame(drawMeter);
+}
+
+function connectMic() {
+  if (!live.view || !state.session) return;
+  const proto = location.protocol === 'https:' ? 'wss' : 'ws';
+  // Browsers cannot set headers on a WebSocket: the token goes in the query, as for /events.
+  const ws = new WebSocket(`${proto}://${location.host}${live.view.micPath}?token=${encodeURIComponent(state.session.token)}&format=f32le`);
+  ws.binaryType = 'arraybuffer';
+  live.ws = ws;
+  live.sendStartMs = null; // the controller restarts its real-time budget on every connection
+  ws.addEventListener('open', () => {
+    if (live.ws !== ws) return;
+    live.wsRetries = 0;
+    setLivePhase(live.view?.speakNow ? 'speak' : 'waiting');
+  });
+  ws.addEventListener('close', (e) => {
+    if (live.ws !== ws) return;
+    live.ws = null;
+    onMicClose(e.code);
+  });
+}
+
+/** Close codes of the microphone WebSocket (controller/src/http/routes/live.ts). */
+function onMicClose(code) {
+  if (!['connecting', 'reconnecting', 'waiting', 'speak'].includes(live.phase)) return;
+  switch (code) {
+    case 1000: // the session ended on the controller (stopped elsewhere, shutdown…): the view says why
+      finishLive(null, false);
+      return;
+    case 4404: case 4408:
+      finishLive(() => t(`lv.ws${code}`), false);
+      return;
+    case 4409:
+      // Another console holds this session's microphone: leave the session to it.
+      finishLive(() => t('lv.ws4409'), false);
+      return;
+    case 4400: case 4429:
+      finishLive(() => t(`lv.ws${code}`), true);
+      return;
+    default:
+      // A dropped link (1006): the controller keeps the session for its stall timeout, so reconnect at once.
+      if (live.wsRetries < LIVE_WS_RETRIES) {
+        live.wsRetries++;
+        setLivePhase('reconnecting');
+        live.retryTimer = setTimeout(connectMic, 250 * live.wsRetries);
+        return;
+      }
+      finishLive(() => t('lv.wsLost', { code }), true);
+  }
+}
+
+/** The microphone side is over: release it, show why, end the session on the controller if asked. */
+function finishLive(errorText, stopRemote) {
+  const id = live.view?.sessionId;
+  releaseMic();
+  live.error = errorText;
+  setLivePhase('ended');
+  if (!id) return;
+  if (stopRemote && live.view?.state === 'active') {
+    void api('POST', `/live/sessions/${encodeURIComponent(id)}/stop`).then((v) => onLiveView(v)).catch(() => {});
+  } else {
+    const tr = trackers.get(id);
+    if (tr) void fetchSession(tr);
+  }
+}
+
+function onLiveView(view) {
+  if (!live.view || view.sessionId !== live.view.sessionId) return;
+  live.view = view;
+  if (view.state === 'ended' && ['connecting', 'reconnecting', 'waiting', 'speak'].includes(live.phase)) {
+    finishLive(null, false);
+    return;
+  }
+  if (live.phase === 'waiting' || live.phase === 'speak') live.phase = view.speakNow ? 'speak' : 'waiting';
+  renderLivePanel();
+}
+
+function setLivePhase(phase) {
+  live.phase = phase;
+  renderLivePanel();
+}
+
+async function onLiveStart(e) {
+  e.preventDefault();
+  if (live.phase !== 'idle' && live.phase !== 'ended') return;
+  live.error = null;
+  const titleEl = $('#live-title');
+  const title = titleEl.value.trim();
+  if (!title) { live.error = () => t('lv.titleRequired'); renderLivePanel(); titleEl.focus(); return; }
+  const targets = pickerTargets(livePicker);
+  if (!targets) { live.error = () => t('tg.noneChosen'); renderLivePanel(); return; }
+  const priority = $('#live-priority').value;
+  if (priority === 'emergency' && !(await confirmAction(t('lv.confirmEmergency', { targets: describeTargets(targets) })))) return;
+  live.view = null;
+  live.framesSent = 0;
+  live.framesDropped = 0;
+  live.framesStale = 0;
+  live.framesAhead = 0;
+  live.firstFrameMs = null;
+  live.wsRetries = 0;
+  // The microphone first: a refused permission must not leave a session waiting for a voice.
+  setLivePhase('mic');
+  try {
+    await openMic();
+  } catch (err) {
+    releaseMic();
+    live.error = micErrorText(err);
+    setLivePhase('idle');
+    return;
+  }
+  setLivePhase('starting');
+  let view;
+  try {
+    view = await api('POST', '/live/sessions', { kind: 'voice', title, priority, targets });
+  } catch (err) {
+    releaseMic();
+    live.error = () => err.message;
+    setLivePhase('idle');
+    return;
+  }
+  live.view = view;
+  live.phase = 'connecting';
+  trackSession(view, onLiveView);
+  connectMic();
+  $('#live-stop').focus();
+}
+
+async function onLiveStop() {
+  const id = live.view?.sessionId;
+  if (!id || !['connecting', 'reconnecting', 'waiting', 'speak'].includes(live.phase)) return;
+  setLivePhase('stopping');
+  try {
+    const v = await api('POST', `/live/sessions/${encodeURIComponent(id)}/stop`);
+    live.view = v;
+    trackers.get(id) && void fetchSession(trackers.get(id));
+  } catch (err) {
+    live.error = () => err.message;
+  } finally {
+    releaseMic();
+    setLivePhase('ended');
+    $('#live-start').focus();
+  }
+}
+
+function renderLivePanel() {
+  const p = live.phase;
+  const busy = p !== 'idle' && p !== 'ended';
+  $('#live-panel').dataset.state = p;
+  $('#live-start').disabled = busy;
+  $('#live-stop').disabled = !busy || p === 'mic' || p === 'starting' || p === 'stopping';
+  $('#live-title').disabled = busy;
+  $('#live-priority').disabled = busy;
+  if (livePicker) setPickerDisabled(livePicker, busy);
+  $('#live-session').hidden = p === 'idle';
+  const speak = $('#live-speak');
+  const v = live.view;
+  let text = '';
+  let cls = 'speak-wait';
+  switch (p) {
+    case 'idle': break;
+    case 'mic': text = t('lv.mic'); break;
+    case 'starting': text = t('lv.starting'); break;
+    case 'connecting': text = t('lv.connecting'); break;
+    case 'reconnecting': text = t('lv.reconnecting'); cls = 'speak-warn'; break;
+    case 'waiting': text = t('lv.waiting', { ready: (v?.reach.ready ?? 0) + (v?.reach.playing ?? 0), targets: v?.reach.targets ?? 0 }); break;
+    case 'speak': text = t('lv.speak'); cls = 'speak-go'; break;
+    case 'stopping': text = t('lv.stopping'); break;
+    case 'ended': text = v ? t('lv.ended', { reason: endReasonText(v.endReason) }) : ''; cls = 'speak-ended'; break;
+  }
+  if (speak.textContent !== text) speak.textContent = text;
+  speak.className = `speak-now ${cls}`;
+  speak.dataset.speak = String(p === 'speak');
+  const reach = v ? reachText(v) : '';
+  if ($('#live-reach').textContent !== reach) $('#live-reach').textContent = reach;
+  $('#live-meter-text').closest('.meter-row').hidden = !live.node;
+  const err = $('#live-error');
+  err.textContent = live.error ? live.error() : '';
+  err.hidden = !live.error;
+}
+
+// -------------------------------------------------------------------- emergency (one press)
+
+async function loadEmergencyMedia() {
+  if (em.mediaLoading) return;
+  em.mediaLoading = true;
+  try {
+    const r = await api('GET', '/media?limit=200');
+    em.media = r.items ?? [];
+  } catch (e) {
+    em.media = [];
+    em.error = () => e.message;
+  } finally {
+    em.mediaLoading = false;
+    renderEmPanel();
+  }
+}
+
+function emContentMode() {
+  return document.querySelector('input[name="em-content"]:checked')?.value ?? 'text';
+}
+
+async function onEmStart(e) {
+  e.preventDefault();
+  if (em.phase === 'sending' || em.phase === 'active') return;
+  em.error = null;
+  const mode = emContentMode();
+  const text = $('#em-text').value.trim();
+  const mediaId = $('#em-media').value;
+  if (mode === 'text' && !text) { em.error = () => t('em.textRequired'); renderEmPanel(); $('#em-text').focus(); return; }
+  if (mode === 'media' && !mediaId) { em.error = () => t('em.mediaRequired'); renderEmPanel(); return; }
+  const targets = pickerTargets(emPicker);
+  if (!targets) { em.error = () => t('tg.noneChosen'); renderEmPanel(); return; }
+  const rep = $('#em-repeat');
+  if (!rep.reportValidity()) return;
+  const repeat = Number(rep.value);
+  if (!(await confirmAction(t('em.confirm', { targets: describeTargets(targets), repeat })))) return;
+  const mediaTitle = em.media?.find((m) => m.id === mediaId)?.title;
+  const title = (mode === 'text' ? text : mediaTitle ?? t('em.title')).slice(0, 120);
+  em.phase = 'sending';
+  em.view = null;
+  renderEmPanel();
+  try {
+    const view = await api('POST', '/live/emergency', { title, targets, repeat, ...(mode === 'text' ? { text } : { mediaId }) });
+    em.view = view;
+    em.phase = view.state === 'ended' ? 'ended' : 'active';
+    trackSession(view, onEmView);
+  } catch (err) {
+    em.phase = 'idle';
+    em.error = () => err.message;
+    renderEmPanel();
+  }
+}
+
+function onEmView(view) {
+  if (!em.view || em.view.sessionId !== view.sessionId) return;
+  em.view = view;
+  if (view.state === 'ended') em.phase = 'ended';
+  renderEmPanel();
+}
+
+async function onEmStop() {
+  const id = em.view?.sessionId;
+  if (!id || em.phase !== 'active') return;
+  if (!(await confirmAction(t('em.confirmStop')))) return;
+  try {
+    const v = await api('POST', `/live/sessions/${encodeURIComponent(id)}/stop`);
+    onEmView(v);
+  } catch (err) {
+    em.error = () => err.message;
+    renderEmPanel();
+  }
+}
+
+function renderEmPanel() {
+  const mode = emContentMode();
+  $('#em-text-field').hidden = mode !== 'text';
+  $('#em-media-field').hidden = mode !== 'media';
+  const busy = em.phase === 'sending' || em.phase === 'active';
+  $('#em-start').disabled = busy;
+  $('#em-stop').hidden = em.phase !== 'active';
+  if (emPicker) setPickerDisabled(emPicker, busy);
+  if (mode === 'media') {
+    const sel = $('#em-media');
+    const items = em.media ?? [];
+    const sig = JSON.stringify([state.lang, em.media === null, items.map((m) => [m.id, m.title])]);
+    if (sel.dataset.sig !== sig) {
+      const keep = sel.value;
+      sel.dataset.sig = sig;
+      sel.replaceChildren(...(items.length
+        ? items.map((m) => h('option', { value: m.id }, `${m.title} (${fmtDuration(m.durationMs / 1000)})`))
+        : [h('option', { value: '' }, em.media === null ? t('detail.loading') : t('em.noMedia'))]));
+      if (items.some((m) => m.id === keep)) sel.value = keep;
+      sel.disabled = items.length === 0;
+    }
+  }
+  $('#em-session').hidden = em.phase === 'idle';
+  const v = em.view;
+  const st = em.phase === 'sending' ? t('em.sending') : em.phase === 'active' ? t('em.active', { title: v?.title ?? '' })
+    : em.phase === 'ended' && v ? t('lv.ended', { reason: endReasonText(v.endReason) }) : '';
+  $('#em-state').textContent = st;
+  $('#em-state').className = `em-state${em.phase === 'active' ? ' em-on' : ''}`;
+  const reach = v ? reachText(v) : '';
+  if ($('#em-reach').textContent !== reach) $('#em-reach').textContent = reach;
+  $('#em-panel').dataset.state = em.phase;
+  const err = $('#em-error');
+  err.textContent = em.error ? em.error() : '';
+  err.hidden = !em.error;
+}
+
+function renderBroadcast() {
+  if (livePicker) renderTargetPicker(livePicker);
+  if (emPicker) renderTargetPicker(emPicker);
+  if (!$('#live-title').value && document.activeElement !== $('#live-title')) $('#live-title').value = t('lv.defaultTitle');
+  renderLivePanel();
+  renderEmPanel();
+}
+
+/** Logout or an expired login: the microphone goes, the pages's sessions are forgotten. */
+function resetBroadcast() {
+  releaseMic();
+  trackers.clear();
+  clearInterval(trackerPoll);
+  trackerPoll = null;
+  Object.assign(live, { phase: 'idle', view: null, error: null });
+  Object.assign(em, { phase: 'idle', view: null, error: null, media: null });
+  $('#em-media').dataset.sig = '';
+  for (const p of [livePicker, emPicker]) if (p) { p.zones.clear(); p.nodes.clear(); p.sig = ''; }
+}
+
+function initBroadcast() {
+  livePicker = createTargetPicker($('#live-targets'), 'lv');
+  emPicker = createTargetPicker($('#em-targets'), 'em');
+  $('#live-form').addEventListener('submit', (e) => void onLiveStart(e));
+  $('#live-stop').addEventListener('click', () => void onLiveStop());
+  $('#em-form').addEventListener('submit', (e) => void onEmStart(e));
+  $('#em-stop').addEventListener('click', () => void onEmStop());
+  for (const r of document.querySelectorAll('input[name="em-content"]')) {
+    r.addEventListener('change', () => {
+      if (emContentMode() === 'media' && em.media === null) void loadEmergencyMedia();
+      renderEmPanel();
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Language
 
 function setLang(lang) {
@@ -978,6 +1615,7 @@ function init() {
   $('#logout').addEventListener('click', () => void onLogout());
   $('#lang-toggle').addEventListener('click', () => setLang(state.lang === 'vi' ? 'en' : 'vi'));
   $('#nd-close').addEventListener('click', () => closeNodeDialog());
+  initBroadcast();
   $('#node-dialog').addEventListener('close', () => { state.openNodeId = null; detail.nodeId = undefined; });
   // A click on the backdrop (outside the dialog box) closes it, as on most phone UIs.
   $('#node-dialog').addEventListener('click', (e) => { if (e.target === e.currentTarget) closeNodeDialog(); });
