@@ -20,6 +20,34 @@ export function createCommands(deps: { store: Store; link: () => FleetLink; bus:
   const insert = db.prepare(`INSERT INTO commands (transaction_id, commune_id, node_id, name, params, scope, scope_id, issued_by, sent_at, status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
   const update = db.prepare(`UPDATE commands SET status = ?, replied_at = ?, error = ?, data = ? WHERE transaction_id = ? AND node_id = ? AND status = 'pending'`);
 
+  let replies: { nodeId: string; r: CommandReply; ts: number }[] = [];
+  function flushReplies() {
+    const batch = replies;
+    replies = [];
+    const applied: typeof batch = [];
+    try {
+      db.transaction(() => {
+        for (const x of batch) {
+          const changed = update.run(x.r.status, x.ts, x.r.error ?? null, x.r.data ? JSON.stringify(x.r.data) : null, x.r.transaction, x.nodeId).changes;
+          if (changed) applied.push(x);
+          else log.debug({ nodeId: x.nodeId, transaction: x.r.transaction }, 'reply for an unknown or finished command');
+        }
+      })();
+    } catch (e) {
+      log.error({ err: e, count: batch.length }, 'storing command replies failed');
+      return;
+    }
+    const done = new Set<Pending>();
+    for (const x of applied) {
+      const entry = pending.get(x.r.transaction);
+      if (!entry) continue;
+      bus.emit(entry.communeId, { type: 'command.reply', ts: x.ts, transaction: x.r.transaction, nodeId: x.nodeId, status: x.r.status });
+      entry.remaining.delete(x.nodeId);
+      if (entry.remaining.size === 0) done.add(entry);
+    }
+    for (const entry of done) for (const w of [...entry.waiters]) w();
+  }
+
   function results(transaction: string): ResultRow[] {
     return db.prepare<[string], { node_id: string; status: string; error: string | null; data: string | null; sent_at: number; replied_at: number | null }>(
       `SELECT node_id, status, error, data, sent_at, replied_at FROM commands WHERE transaction_id = ? ORDER BY node_id`).all(transaction)
@@ -66,16 +94,13 @@ export function createCommands(deps: { store: Store; link: () => FleetLink; bus:
       }, ttlMs).unref();
       return { transaction, results: results(transaction) };
     },
+    /**
+     * Replies to a fleet-wide command arrive by the thousand within a few hundred ms: they are stamped on
+     * arrival (that is the round trip measured) and written in one transaction per event-loop turn.
+     */
     onReply(nodeId: string, r: CommandReply) {
-      const entry = pending.get(r.transaction);
-      const ts = now();
-      const changed = update.run(r.status, ts, r.error ?? null, r.data ? JSON.stringify(r.data) : null, r.transaction, nodeId).changes;
-      if (!changed) { log.debug({ nodeId, transaction: r.transaction }, 'reply for an unknown or finished command'); return; }
-      if (entry) {
-        bus.emit(entry.communeId, { type: 'command.reply', ts, transaction: r.transaction, nodeId, status: r.status });
-        entry.remaining.delete(nodeId);
-        if (entry.remaining.size === 0) for (const w of [...entry.waiters]) w();
-      }
+      replies.push({ nodeId, r, ts: now() });
+      if (replies.length === 1) setImmediate(flushReplies);
     },
     results,
     get(transaction: string, communeId: string) {
