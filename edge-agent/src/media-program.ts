@@ -12,6 +12,8 @@ interface Segment {
 }
 
 const framesOf = (ms: number) => Math.max(0, Math.round((ms / 1000) * SAMPLE_RATE));
+/** A jump in presentation time below this is a sink's timing jitter, not an xrun (which loses a period or more). */
+const MIN_XRUN_MS = 5;
 
 function silenceSegment(frames: number): Segment {
   let pos = 0;
@@ -77,9 +79,32 @@ export interface MediaResolver {
   pathOf(sha256: string): string | undefined;
 }
 
+/**
+ * Controller time for a hardware-clock reading: the agent's ClockSource.toController (offset and drift
+ * estimate). With it, an airing tracks CONTROLLER time sample by sample instead of the hardware crystal.
+ */
+export interface ProgramTimebase {
+  toController(hwMs: number): number;
+}
+
+export interface DriftCorrectionStats {
+  /** Source samples dropped (the hardware clock runs slow against the controller). */
+  droppedFrames: number;
+  /** Source samples repeated (the hardware clock runs fast). */
+  repeatedFrames: number;
+  /** Source position minus where controller time says it should be, frames, after the last block. */
+  errorFrames: number;
+  /** Times the program re-anchored instead of slewing (the estimate jumped by more than maxSlewMs). */
+  reanchors: number;
+  /** Source frames skipped to stay on time after the sink did not ask for a stretch of frames (an xrun). */
+  skippedFrames: number;
+}
+
 export interface AiringProgram extends Program {
-  /** Audio emitted so far, ms (including the start offset of a resumed airing). */
+  /** Programme position reached, ms (including the start offset of a resumed airing). */
   positionMs(): number;
+  /** What the drift correction did so far (all zero without a timebase). */
+  drift(): DriftCorrectionStats;
   /** Items that could not be opened (corrupt file) and were played as silence. */
   failedItems(): string[];
   close(): void;
@@ -87,8 +112,21 @@ export interface AiringProgram extends Program {
 
 /**
  * The samples of one airing, in item order: media decoded in-process from the cache, chimes and silence
- * synthesised, relays held as silence (live relays are the live work). The program knows nothing about
- * time: the player places its first sample at the scheduled instant by sample position.
+ * synthesised, relays held as silence (live relays are the live work). The player places its first
+ * sample at the scheduled instant by sample position.
+ *
+ * Drift: the DAC emits 48,000 samples per second of the HARDWARE clock, which may run ±100 ppm off the
+ * controller (±60 ms over 10 minutes, so two clusters that started together are up to 120 ms apart at
+ * the end: an echo between neighbouring villages). Given a `timebase`, the program anchors its first
+ * sample to controller time and, block by block, compares the source position with where controller
+ * time says it should be (the block's presentation time through the agent's offset-and-drift estimate);
+ * it corrects by dropping or repeating single samples spread across the block, at most `maxSlewPpm`
+ * (default 500 ppm = 24 samples/s; 100 ppm of drift needs ~5/s). One sample is 21 µs: at these rates a
+ * slip is inaudible on speech and far below what resampling filters would cost per block on 200 agents.
+ * An estimate that jumps by more than `maxSlewMs` (an NTP-style step) is followed by re-anchoring, not
+ * by seconds of slewing (a jump in the middle of speech would be worse than staying that far off). A
+ * stretch the sink never asked for (an xrun: its presentation time jumps ahead) is skipped in the
+ * programme too: that audio is lost anyway, and skipping keeps the cluster on time.
  *
  * Opening is async (file read, decoder ready): `prepareAiringProgram` opens the first item before it
  * returns and each following one while the previous plays, so read() never waits on I/O.
@@ -100,6 +138,14 @@ export async function prepareAiringProgram(o: {
   /** Resume point, ms into the airing. */
   startOffsetMs?: number;
   onItemError?: (item: AiringItem, err: Error) => void;
+  /** Track controller time (drift correction); without it the program plays at the hardware clock's rate. */
+  timebase?: ProgramTimebase;
+  /** Fastest correction, ppm of the sample rate; default 500. */
+  maxSlewPpm?: number;
+  /** A position error beyond this re-anchors instead of slewing; default 250 ms. */
+  maxSlewMs?: number;
+  /** Gaps in presentation time up to this are xruns (programme skipped to stay on time); default 5 s. */
+  maxXrunMs?: number;
 }): Promise<AiringProgram> {
   // Skip whole items before the resume point; the remainder is an offset into the first kept item.
   let skip = Math.max(0, o.startOffsetMs ?? 0);
@@ -146,33 +192,120 @@ export async function prepareAiringProgram(o: {
   }
 
   let cur = 0;
-  let emitted = 0;
+  /** Source frames consumed (programme position, before any resume offset). */
+  let consumed = 0;
   let done = items.length === 0;
   let closed = false;
+
+  /** Fill `out` from the items in order; returns frames written (fewer: an underrun or the end). */
+  function pull(out: Float32Array): number {
+    let w = 0;
+    while (w < out.length && !done) {
+      const seg = ready[cur];
+      if (!seg) break; // next item still opening: an underrun (the sink pads silence), never a wait
+      const n = seg.read(w === 0 ? out : out.subarray(w));
+      w += n;
+      if (seg.ended()) {
+        seg.close();
+        cur++;
+        if (cur >= items.length) done = true;
+        else kick(cur + 1);
+      } else if (n === 0) {
+        break;
+      }
+    }
+    consumed += w;
+    return w;
+  }
+
+  // ---- drift correction (see the header comment) ----
+  const tb = o.timebase;
+  const framesPerMs = SAMPLE_RATE / 1000;
+  const msPerFrame = 1000 / SAMPLE_RATE;
+  const slewPerFrame = (o.maxSlewPpm ?? 500) * 1e-6;
+  const maxSlewFrames = (o.maxSlewMs ?? 250) * framesPerMs;
+  const maxXrunMs = o.maxXrunMs ?? 5000;
+  let anchor: { ctl: number; src: number } | undefined;
+  /** Corrections earned by the slew-rate limit and not spent yet (frames), capped so none bunch up. */
+  let budget = 0;
+  const stats: DriftCorrectionStats = { droppedFrames: 0, repeatedFrames: 0, errorFrames: 0, reanchors: 0, skippedFrames: 0 };
+  /** Hardware time right after the last block read: the next block normally starts there. */
+  let lastEnd: number | undefined;
+  let scratch = new Float32Array(0);
+  const scratchOf = (n: number) => (scratch.length >= n ? scratch.subarray(0, n) : (scratch = new Float32Array(n)));
+
+  function readTracked(out: Float32Array, pt: number): number {
+    const n = out.length;
+    if (!anchor) anchor = { ctl: tb!.toController(pt), src: consumed };
+    const gap = lastEnd === undefined ? 0 : pt - lastEnd;
+    lastEnd = pt + n * msPerFrame;
+    // Source frames that should have been consumed once this block has sounded, by controller time.
+    const endCtl = tb!.toController(pt + n * msPerFrame);
+    let target = anchor.src + (endCtl - anchor.ctl) * framesPerMs;
+    let behind = target - (consumed + n);
+    if (gap > MIN_XRUN_MS && gap <= maxXrunMs && behind >= 1) {
+      // The sink skipped a stretch (an xrun: those frames sounded as silence). That audio is lost: skip
+      // the same stretch of programme now, so this cluster stays on time with its neighbours. (A longer
+      // jump is the hardware clock being stepped, not lost audio: re-anchored below.)
+      const skip = Math.min(Math.floor(behind), Math.ceil(gap * framesPerMs * 1.01));
+      let left = skip;
+      while (left > 0 && !done) {
+        const got = pull(scratchOf(Math.min(left, 4800)));
+        if (got === 0) break;
+        left -= got;
+      }
+      stats.skippedFrames += skip - left;
+      behind = target - (consumed + n);
+    }
+    if (!Number.isFinite(behind) || Math.abs(behind) > maxSlewFrames) {
+      // The estimate stepped: follow it from here rather than slewing for seconds.
+      stats.reanchors++;
+      anchor = { ctl: tb!.toController(pt), src: consumed };
+      target = anchor.src + (endCtl - anchor.ctl) * framesPerMs;
+      behind = target - (consumed + n);
+    }
+    budget = Math.min(budget + n * slewPerFrame, 2);
+    let d = 0;
+    if (Math.abs(behind) >= 1 && budget >= 1) {
+      d = Math.sign(behind) * Math.min(Math.floor(Math.abs(behind)), Math.floor(budget));
+      budget -= Math.abs(d);
+    }
+    if (d === 0) {
+      const w = pull(out);
+      stats.errorFrames = consumed - target;
+      return w;
+    }
+    if (d > 0) {
+      // Behind controller time: read d extra samples and drop d of them, evenly spread.
+      const src = scratchOf(n + d);
+      const got = pull(src);
+      const drops = Math.max(0, Math.min(d, got - n));
+      const w = copySpread(src, got, out, -drops);
+      stats.droppedFrames += got - w;
+      stats.errorFrames = consumed - target;
+      return w;
+    }
+    // Ahead of controller time: read |d| fewer samples and repeat |d| of them, evenly spread.
+    const r = -d;
+    const src = scratchOf(n - r);
+    const got = pull(src);
+    if (got === 0) return 0;
+    const w = copySpread(src, got, out, r);
+    stats.repeatedFrames += w - got;
+    stats.errorFrames = consumed - target;
+    return w;
+  }
+
   return {
     id: o.id,
     kind: 'airing',
-    read(out) {
-      let w = 0;
-      while (w < out.length && !done) {
-        const seg = ready[cur];
-        if (!seg) break; // next item still opening: an underrun (the sink pads silence), never a wait
-        const n = seg.read(w === 0 ? out : out.subarray(w));
-        w += n;
-        if (seg.ended()) {
-          seg.close();
-          cur++;
-          if (cur >= items.length) done = true;
-          else kick(cur + 1);
-        } else if (n === 0) {
-          break;
-        }
-      }
-      emitted += w;
-      return w;
+    read(out, presentationTime) {
+      if (!tb || presentationTime === undefined || out.length === 0) return pull(out);
+      return readTracked(out, presentationTime);
     },
     ended: () => done || closed,
-    positionMs: () => baseMs + (emitted / SAMPLE_RATE) * 1000,
+    positionMs: () => baseMs + consumed * msPerFrame,
+    drift: () => ({ ...stats }),
     failedItems: () => failed.slice(),
     close() {
       if (closed) return;
@@ -183,4 +316,25 @@ export async function prepareAiringProgram(o: {
       }
     },
   };
+}
+
+/**
+ * Copy `got` samples of `src` to `out`, dropping (k < 0) or repeating (k > 0) |k| single samples at
+ * evenly spaced positions. Returns the samples written to `out` (got + k unless |k| > got).
+ */
+function copySpread(src: Float32Array, got: number, out: Float32Array, k: number): number {
+  if (k === 0) { out.set(src.subarray(0, got)); return got; }
+  const m = Math.abs(k);
+  let w = 0;
+  let from = 0;
+  for (let i = 0; i < m; i++) {
+    const at = Math.min(got - 1, Math.floor(((i + 0.5) * got) / m));
+    if (at < from) continue;
+    out.set(src.subarray(from, at), w);
+    w += at - from;
+    if (k > 0) { out[w++] = src[at]!; from = at; } // the sample at `at` goes out twice
+    else from = at + 1; // the sample at `at` is skipped
+  }
+  out.set(src.subarray(from, got), w);
+  return w + got - from;
 }

@@ -226,7 +226,7 @@ export function createPlayout(o: PlayoutOptions) {
     let program: AiringProgram;
     try {
       program = await prepareAiringProgram({
-        id: a.id, items: a.items, media: cache, startOffsetMs: s.resumeFromMs,
+        id: a.id, items: a.items, media: cache, startOffsetMs: s.resumeFromMs, timebase: clockSource,
         onItemError: (it, err) => log.error({ airingId: a.id, item: it.kind, err: err.message }, 'item cannot be decoded; playing silence in its place'),
       });
     } catch (e) {
@@ -351,7 +351,7 @@ export function createPlayout(o: PlayoutOptions) {
     wakeAmp(s);
     let program: AiringProgram;
     try {
-      program = await prepareAiringProgram({ id: s.airing.id, items: s.airing.items, media: cache, startOffsetMs: s.resumeFromMs });
+      program = await prepareAiringProgram({ id: s.airing.id, items: s.airing.items, media: cache, startOffsetMs: s.resumeFromMs, timebase: clockSource });
     } catch (e) {
       if (gen === s.gen) fail(s, 'media_missing', (e as Error).message);
       return;

@@ -3,13 +3,23 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ProvisionedNode } from './fleet.js';
 import type { FaultInjection } from './sim-hardware.js';
+import type { NodeSnapshot, WorkerAgent, WorkerHardware } from './fleet-worker.js';
 
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fleet-worker.ts');
 
 export interface WorkerHandle { proc: ChildProcess; specs: ProvisionedNode[] }
 
 /** Start `specs` split over `workers` child processes; resolves when every agent has connected once. */
-export async function startFleetProcesses(specs: ProvisionedNode[], o: { workers: number; telemetryIntervalMs?: number; keepaliveS?: number; batch?: number; faults?: Record<string, FaultInjection[]>; onReady?: () => void }) {
+export async function startFleetProcesses(specs: ProvisionedNode[], o: {
+  workers: number; telemetryIntervalMs?: number; keepaliveS?: number; batch?: number; faults?: Record<string, FaultInjection[]>; onReady?: () => void;
+  syncIntervalMs?: number;
+  /** Broker URL for every agent instead of its provisioned one (an impairment proxy). */
+  mqttUrl?: string;
+  /** Per-node clock offset/drift and other sim-hardware numbers. */
+  hardware?: Record<string, WorkerHardware>;
+  /** Per-node agent numbers (lead times, backoff). */
+  agent?: Record<string, WorkerAgent>;
+}) {
   const n = Math.max(1, Math.min(o.workers, specs.length));
   const shares: ProvisionedNode[][] = Array.from({ length: n }, () => []);
   specs.forEach((s, i) => shares[i % n]!.push(s));
@@ -28,10 +38,33 @@ export async function startFleetProcesses(specs: ProvisionedNode[], o: { workers
       if (m.type === 'started') resolve();
       if (m.type === 'error') reject(new Error(`fleet worker: ${m.message}`));
     });
-    h.proc.send({ type: 'start', specs: h.specs, options: { telemetryIntervalMs: o.telemetryIntervalMs, keepaliveS: o.keepaliveS, batch: o.batch, faults: o.faults } });
+    const mine = <T>(m: Record<string, T> | undefined) => (m ? Object.fromEntries(h.specs.filter((sp) => m[sp.nodeId]).map((sp) => [sp.nodeId, m[sp.nodeId]!])) : undefined);
+    h.proc.send({
+      type: 'start', specs: h.specs,
+      options: { telemetryIntervalMs: o.telemetryIntervalMs, keepaliveS: o.keepaliveS, batch: o.batch, faults: o.faults, syncIntervalMs: o.syncIntervalMs, mqttUrl: o.mqttUrl, hardware: mine(o.hardware), agent: mine(o.agent) },
+    });
+  })));
+  let reqId = 0;
+  /** One request to every worker; resolves with their answers. */
+  const ask = <T>(msg: Record<string, unknown>) => Promise.all(handles.map((h) => new Promise<T>((resolve, reject) => {
+    const id = ++reqId;
+    const onMsg = (m: { type: string; id?: number; message?: string }) => {
+      if (m.type === 'result' && m.id === id) { h.proc.off('message', onMsg); resolve(m as T); }
+      if (m.type === 'error') { h.proc.off('message', onMsg); reject(new Error(`fleet worker: ${m.message}`)); }
+    };
+    h.proc.on('message', onMsg);
+    h.proc.send({ ...msg, id });
   })));
   return {
     handles,
+    /** Every cluster's clock state and estimate; DAC sound edges at or after TRUE time `edgesSince`. */
+    async query(q: { ctlOffsetMs?: number; edgesSince?: number } = {}): Promise<NodeSnapshot[]> {
+      return (await ask<{ nodes: NodeSnapshot[] }>({ type: 'query', ...q })).flatMap((r) => r.nodes);
+    },
+    /** Jump every hardware clock by deltaMs (+ its drift over deltaMs when `drift`): hours pass in an instant. */
+    async stepClocks(deltaMs: number, so: { drift?: boolean } = {}): Promise<void> {
+      await ask({ type: 'clock', deltaMs, drift: so.drift ?? false });
+    },
     inject(nodeId: string, fault: FaultInjection) {
       handles.find((h) => h.specs.some((s) => s.nodeId === nodeId))?.proc.send({ type: 'inject', nodeId, fault });
     },
