@@ -303,6 +303,9 @@ async function playout() {
     const late = await fleet.query({ ctlOffsetMs: d });
     console.log(stat('agents\' controller-time error 30 s before the end of the long item', late.map((x) => x.ctlErrMs!)));
     console.log(stat('agents\' drift-estimate error then', late.map((x) => Math.abs(x.driftPpm + x.trueDriftPpm)), 'ppm'));
+    const dr = late.map((x) => x.playing?.drift).filter((x): x is Record<string, number> => !!x);
+    console.log(stat('drift correction so far: samples dropped + repeated per cluster', dr.map((x) => x.droppedFrames! + x.repeatedFrames!), 'samples', 0)
+      + `; programme vs its own controller-time target ${stat('', dr.map((x) => x.errorFrames! / 48), 'ms').slice(2)}; re-anchors ${dr.reduce((a, x) => a + x.reanchors!, 0)}, xrun skips ${fmt(dr.reduce((a, x) => a + x.skippedFrames!, 0) / 48_000)} s in all`);
     await measureStart('short1');
     const ends = (await edgesNear('offsets', longEnd, 5000, trueClock.now() + 5000)).filter((x) => x.t !== undefined).map((x) => x.t!);
     await measureStart('short2');

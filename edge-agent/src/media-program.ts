@@ -12,8 +12,11 @@ interface Segment {
 }
 
 const framesOf = (ms: number) => Math.max(0, Math.round((ms / 1000) * SAMPLE_RATE));
-/** A jump in presentation time below this is a sink's timing jitter, not an xrun (which loses a period or more). */
-const MIN_XRUN_MS = 5;
+/**
+ * A forward jump in presentation time below this is left to the slew: it may be a sink's timing jitter
+ * (which the next block takes back) rather than lost audio. Underruns that matter lose more than this.
+ */
+const MIN_XRUN_MS = 50;
 
 function silenceSegment(frames: number): Segment {
   let pos = 0;
@@ -118,11 +121,12 @@ export interface AiringProgram extends Program {
  * Drift: the DAC emits 48,000 samples per second of the HARDWARE clock, which may run ±100 ppm off the
  * controller (±60 ms over 10 minutes, so two clusters that started together are up to 120 ms apart at
  * the end: an echo between neighbouring villages). Given a `timebase`, the program anchors its first
- * sample to controller time and, block by block, compares the source position with where controller
- * time says it should be (the block's presentation time through the agent's offset-and-drift estimate);
- * it corrects by dropping or repeating single samples spread across the block, at most `maxSlewPpm`
- * (default 500 ppm = 24 samples/s; 100 ppm of drift needs ~5/s). One sample is 21 µs: at these rates a
- * slip is inaudible on speech and far below what resampling filters would cost per block on 200 agents.
+ * sample to controller time (`dueAt`, the scheduled instant, when given) and, block by block, compares
+ * the source position with where controller time says it should be (the block's presentation time
+ * through the agent's offset-and-drift estimate); it corrects by dropping or repeating single samples
+ * spread across the block, at most `maxSlewPpm` (default 500 ppm = 24 samples/s; 100 ppm of drift needs
+ * ~5/s). One sample is 21 µs: at these rates a slip is inaudible on speech and far below what
+ * resampling filters would cost per block on 200 agents.
  * An estimate that jumps by more than `maxSlewMs` (an NTP-style step) is followed by re-anchoring, not
  * by seconds of slewing (a jump in the middle of speech would be worse than staying that far off). A
  * stretch the sink never asked for (an xrun: its presentation time jumps ahead) is skipped in the
@@ -140,6 +144,13 @@ export async function prepareAiringProgram(o: {
   onItemError?: (item: AiringItem, err: Error) => void;
   /** Track controller time (drift correction); without it the program plays at the hardware clock's rate. */
   timebase?: ProgramTimebase;
+  /**
+   * Controller time at which the first sample is due (a scheduled start). The program holds itself to
+   * that instant, not to where the current estimate puts its first sample: the player placed it by the
+   * estimate when the airing was ARMED, seconds earlier, and a sync sample since may have moved it.
+   * A start further off than `maxSlewMs` (a deliberate late start) is kept as it is.
+   */
+  dueAt?: number;
   /** Fastest correction, ppm of the sample rate; default 500. */
   maxSlewPpm?: number;
   /** A position error beyond this re-anchors instead of slewing; default 250 ms. */
@@ -236,7 +247,10 @@ export async function prepareAiringProgram(o: {
 
   function readTracked(out: Float32Array, pt: number): number {
     const n = out.length;
-    if (!anchor) anchor = { ctl: tb!.toController(pt), src: consumed };
+    if (!anchor) {
+      const at = tb!.toController(pt);
+      anchor = { ctl: o.dueAt !== undefined && Math.abs(at - o.dueAt) * framesPerMs <= maxSlewFrames ? o.dueAt : at, src: consumed };
+    }
     const gap = lastEnd === undefined ? 0 : pt - lastEnd;
     lastEnd = pt + n * msPerFrame;
     // Source frames that should have been consumed once this block has sounded, by controller time.

@@ -226,7 +226,7 @@ export function createPlayout(o: PlayoutOptions) {
     let program: AiringProgram;
     try {
       program = await prepareAiringProgram({
-        id: a.id, items: a.items, media: cache, startOffsetMs: s.resumeFromMs, timebase: clockSource,
+        id: a.id, items: a.items, media: cache, startOffsetMs: s.resumeFromMs, timebase: clockSource, ...(s.resumeFromMs === 0 ? { dueAt: a.startAt } : {}),
         onItemError: (it, err) => log.error({ airingId: a.id, item: it.kind, err: err.message }, 'item cannot be decoded; playing silence in its place'),
       });
     } catch (e) {

@@ -50,6 +50,8 @@ export interface NodeSnapshot {
   dac: { lateReads: number; maxLateMs: number; skippedFrames: number; underruns: number };
   pendingReceipts: number;
   cacheItems: number;
+  /** The programme on the speakers and, for an airing, what its drift correction has done so far. */
+  playing?: { id: string; drift?: Record<string, number> };
 }
 
 type Msg =
@@ -67,6 +69,7 @@ function snapshot(f: RunningFleet['agents'][number], q: { ctlOffsetMs?: number; 
   const sim = f.hardware.simClock;
   const st = f.hardware.sink.stats();
   const since = q.edgesSince;
+  const prog = f.agent.player.playing()?.program as ({ id: string; drift?: () => Record<string, number> } | undefined);
   return {
     nodeId: f.spec.nodeId, connected: f.agent.connected(), synced: e.synced, offsetMs: e.offsetMs, driftPpm: e.driftPpm,
     ...(q.ctlOffsetMs !== undefined ? { ctlErrMs: f.agent.controllerNow() - (trueClock.now() + q.ctlOffsetMs) } : {}),
@@ -78,6 +81,7 @@ function snapshot(f: RunningFleet['agents'][number], q: { ctlOffsetMs?: number; 
     dac: { lateReads: st.lateReads, maxLateMs: st.maxLateMs, skippedFrames: st.skippedFrames, underruns: st.underruns },
     pendingReceipts: f.agent.receipts.pending().length,
     cacheItems: f.agent.cache.state().items,
+    ...(prog ? { playing: { id: prog.id, ...(typeof prog.drift === 'function' ? { drift: prog.drift() } : {}) } } : {}),
   };
 }
 

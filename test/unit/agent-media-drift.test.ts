@@ -123,6 +123,30 @@ describe('airing program tracks controller time (drift correction)', () => {
   });
 });
 
+describe('held to its scheduled instant (dueAt)', () => {
+  it('catches up a start 20 ms off the current estimate (the estimate moved after the airing was armed)', async () => {
+    const r = rig(80);
+    const ctlStart = r.hw.toTrue(r.hw.now());
+    const p = await prepareAiringProgram({ id: 'due', items: tenMinutesThenChime.map((it, i) => (i === 0 ? { ...it, durationMs: 60_000 } : it)), media: noMedia, timebase: { toController: (l) => r.est.toController(l) }, dueAt: ctlStart - 20 });
+    const { out, hwStart } = drive(r, p, 61.5);
+    const f = firstLoud(out, 59_000 * (SAMPLE_RATE / 1000));
+    // Where the chime would be had the first sample been on time: 60 s after the due instant.
+    expect(Math.abs(r.hw.toTrue(hwStart + (f / SAMPLE_RATE) * 1000) - (ctlStart - 20 + 60_000 + 1000 / SAMPLE_RATE))).toBeLessThan(1);
+    // 20 ms = 960 samples to catch up, less the ~230 the +80 ppm crystal gives back over the minute.
+    expect(p.drift().droppedFrames - p.drift().repeatedFrames).toBeGreaterThan(600);
+  });
+
+  it('keeps a deliberate late start (beyond the slew range) as it is', async () => {
+    const r = rig(0);
+    const ctlStart = r.hw.toTrue(r.hw.now());
+    const p = await prepareAiringProgram({ id: 'late', items: tenMinutesThenChime.map((it, i) => (i === 0 ? { ...it, durationMs: 10_000 } : it)), media: noMedia, timebase: { toController: (l) => r.est.toController(l) }, dueAt: ctlStart - 2000 });
+    const { out, hwStart } = drive(r, p, 11.5);
+    const f = firstLoud(out, 9000 * (SAMPLE_RATE / 1000));
+    expect(Math.abs(r.hw.toTrue(hwStart + (f / SAMPLE_RATE) * 1000) - (ctlStart + 10_000 + 1000 / SAMPLE_RATE))).toBeLessThan(1);
+    expect(p.drift()).toMatchObject({ droppedFrames: 0, reanchors: 0 });
+  });
+});
+
 describe('an xrun (the sink skipped frames) is skipped in the programme too', () => {
   it('stays on controller time after the DAC skipped 1.2 s instead of playing 1.2 s late', async () => {
     const r = rig(60);
