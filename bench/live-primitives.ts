@@ -37,7 +37,7 @@ import { percentile, printMachine } from './lib.js';
 
 const N = 960;
 
-function cpuBench(): { encodeMs: number; decodeMs: number; readCpuPct: number } {
+async function cpuBench(): Promise<{ encodeMs: number; decodeMs: number; readCpuPct: number }> {
   const pcm = speechLike(20, 4);
   const enc = createOpusEncoder();
   const packets: Uint8Array[] = [];
@@ -46,9 +46,9 @@ function cpuBench(): { encodeMs: number; decodeMs: number; readCpuPct: number } 
   for (let i = 0; i + N <= pcm.length; i += N) packets.push(enc.encode(pcm.subarray(i, i + N)));
   const encodeMs = (performance.now() - t) / packets.length;
   enc.close();
-  const dec = createOpusDecoder();
+  const dec = await createOpusDecoder();
   for (const p of packets.slice(0, 50)) dec.decode(p);
-  const dec2 = createOpusDecoder();
+  const dec2 = await createOpusDecoder();
   t = performance.now();
   for (const p of packets) dec2.decode(p);
   const decodeMs = (performance.now() - t) / packets.length;
@@ -99,7 +99,7 @@ async function runProfile(name: string, seconds: number, delayMs: number, impair
     target = { host: '127.0.0.1', port: proxy.port };
   }
   const hw = createSimClock({ offsetMs: 1500, driftPpm: 100 });
-  const jb: JitterBuffer = createJitterBuffer({ timing: desc.timing, delayMs, clock: { toController: (l) => hw.toTrue(l) }, payloadType: desc.payloadType, redPayloadType: desc.redPayloadType });
+  const jb: JitterBuffer = createJitterBuffer({ decoder: await createOpusDecoder(), timing: desc.timing, delayMs, clock: { toController: (l) => hw.toTrue(l) }, payloadType: desc.payloadType, redPayloadType: desc.redPayloadType });
   const arrival: number[] = [];
   const ep = createLiveReceiverEndpoint({
     controller: target, token: 'bench', ssrc: desc.ssrc, payloadTypes: [desc.payloadType, desc.redPayloadType!], clock: hw, bindAddress: '127.0.0.1',
@@ -159,7 +159,7 @@ const f1 = (x: number): string => x.toFixed(1);
 export async function run(): Promise<void> {
   printMachine();
   console.log(`load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-  const cpu = cpuBench();
+  const cpu = await cpuBench();
   const perStreamPct = ((cpu.decodeMs * 50) / 1000) * 100 + cpu.readCpuPct;
   console.log(`Opus encode ${cpu.encodeMs.toFixed(3)} ms/frame (${((cpu.encodeMs * 50) / 10).toFixed(2)} % of a core per session)`);
   console.log(`Opus decode ${cpu.decodeMs.toFixed(3)} ms/frame; jitter-buffer read+resample ${cpu.readCpuPct.toFixed(3)} % of a core; per agent stream ${perStreamPct.toFixed(2)} % → ~${Math.floor(100 / perStreamPct)} streams per core`);

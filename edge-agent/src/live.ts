@@ -17,7 +17,7 @@
  */
 import { pino, type Logger } from 'pino';
 import {
-  createJitterBuffer, createLiveReceiverEndpoint, type JitterBuffer, type LiveReceiverEndpoint,
+  createJitterBuffer, createLiveReceiverEndpoint, createOpusDecoder, type JitterBuffer, type LiveReceiverEndpoint,
 } from '../../audio-pipeline/src/live/index.js';
 import type { LiveAnnouncement, LiveStatus } from '../../schemas/src/index.js';
 import type { Clock, Timers } from './clock.js';
@@ -95,6 +95,9 @@ export function createAgentLive(o: AgentLiveOptions) {
   const log = (o.log ?? pino({ level: 'silent' })).child({ component: 'live' });
   const noAudioMs = o.noAudioTimeoutMs ?? 5000;
   let cur: Active | undefined;
+  /** A session whose join is under way (decoder instantiation is async): its retained repeat is ignored. */
+  let joining: string | undefined;
+  let endedWhileJoining: string | undefined;
   let last: AgentLiveStats | undefined;
   let running = true;
 
@@ -144,12 +147,17 @@ export function createAgentLive(o: AgentLiveOptions) {
 
   async function join(a: LiveAnnouncement) {
     let jb: JitterBuffer;
+    // Before anything else can fail: a wasm instance per decoder (async instantiation, ~1 ms).
+    const decoder = await createOpusDecoder();
+    if (!running || endedWhileJoining === a.sessionId) { decoder.close(); return; }
     try {
       jb = createJitterBuffer({
+        decoder,
         timing: a.timing, delayMs: a.delayMs, clock: o.clockSource, payloadType: a.payloadType, redPayloadType: a.redPayloadType,
         log,
       });
     } catch (e) {
+      decoder.close();
       o.publishStatus({ sessionId: a.sessionId, state: 'failed', reason: `bad session timing: ${(e as Error).message}`.slice(0, 200) });
       return;
     }
@@ -230,16 +238,18 @@ export function createAgentLive(o: AgentLiveOptions) {
       if (!running) return;
       if (a.state === 'ended') {
         if (cur && cur.a.sessionId === a.sessionId) endStream(cur, 'session ended');
+        else if (joining === a.sessionId) endedWhileJoining = a.sessionId;
         return;
       }
-      if (cur && cur.a.sessionId === a.sessionId) return;
+      if ((cur && cur.a.sessionId === a.sessionId) || joining === a.sessionId) return;
       if (a.exercise && o.actualOnly?.()) {
         o.publishStatus({ sessionId: a.sessionId, state: 'refused', reason: 'exercise on an actual-only cluster' });
         return;
       }
       // A newer session replaces the one in place (the controller runs one per node at a time).
       if (cur) { const old = cur; old.endReason = `replaced by ${a.sessionId}`; finish(old, 'ended', old.endReason); }
-      void join(a).catch((e: Error) => {
+      joining = a.sessionId;
+      void join(a).finally(() => { if (joining === a.sessionId) joining = undefined; }).catch((e: Error) => {
         log.error({ err: e.message, sessionId: a.sessionId }, 'joining a live session failed');
         o.publishStatus({ sessionId: a.sessionId, state: 'failed', reason: e.message.slice(0, 200) });
       });

@@ -4,6 +4,7 @@ import {
   classifyPacket,
   createJitterBuffer,
   createLiveReceiverEndpoint,
+  createOpusDecoder,
   createSessionSender,
   helloToken,
   parseRtcp,
@@ -89,7 +90,7 @@ beforeAll(async () => {
     const proxy = await createUdpProxy({ target: { host: '127.0.0.1', port }, down: { delayMs: 10, jitterMs: 10, lossPct: s.lossPct }, seed: s.seed });
     // A perfect clock-offset estimate: local (hardware) ↔ controller (= true) time.
     const clockSource = { toController: (l: number) => hw.toTrue(l), toLocal: (c: number) => hw.fromTrue(c) };
-    const jb = createJitterBuffer({ timing: desc.timing, delayMs: D, clock: clockSource, payloadType: desc.payloadType, redPayloadType: desc.redPayloadType });
+    const jb = createJitterBuffer({ decoder: await createOpusDecoder(), timing: desc.timing, delayMs: D, clock: clockSource, payloadType: desc.payloadType, redPayloadType: desc.redPayloadType });
     const endpoint = createLiveReceiverEndpoint({
       controller: { host: '127.0.0.1', port: proxy.port },
       token: s.token,

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   createJitterBuffer,
+  createOpusDecoder,
   createPacketizer,
   encodeRed,
   encodeRtp,
@@ -267,11 +268,11 @@ describe('jitter buffer: clock drift and steps', () => {
 });
 
 describe('jitter buffer with the real Opus codec', () => {
-  it('compensates the codec delay: a chirp plays at capture + D to the sample', () => {
+  it('compensates the codec delay: a chirp plays at capture + D to the sample', async () => {
     const { signal, chirpAt, chirp } = chirpTrack(2, { periodMs: 250, firstMs: 100 });
     const pz = createPacketizer({ payloadType: PT, redPayloadType: RED, ssrc: SSRC, initialTimestamp: BASE_TS, initialSequence: 0 });
     const clock = driftingClock(-700, 0);
-    const jb = createJitterBuffer({ timing: pz.timing(BASE_MS), delayMs: 80, clock, payloadType: PT, redPayloadType: RED });
+    const jb = createJitterBuffer({ decoder: await createOpusDecoder(), timing: pz.timing(BASE_MS), delayMs: 80, clock, payloadType: PT, redPayloadType: RED });
     for (let i = 0; i + N <= signal.length; i += N) jb.push(parseRtp(pz.packetize(signal.subarray(i, i + N)).bytes));
     // Read from controller time BASE + 80 (position 0) on.
     const out = new Float32Array(signal.length - N);

@@ -23,8 +23,8 @@ function encodeAll(pcm: Float32Array, app: OpusApplication, bitrate = 32_000): U
 }
 
 /** Decode a packet series; `lost` frames are either concealed (PLC) or taken from a RED copy. */
-function decodeAll(packets: Uint8Array[], lost: Set<number>, repair: 'plc' | 'red' | 'zero'): Float32Array {
-  const dec = createOpusDecoder();
+async function decodeAll(packets: Uint8Array[], lost: Set<number>, repair: 'plc' | 'red' | 'zero'): Promise<Float32Array> {
+  const dec = await createOpusDecoder();
   const out = new Float32Array(packets.length * N);
   packets.forEach((p, k) => {
     let f: Float32Array;
@@ -38,14 +38,14 @@ function decodeAll(packets: Uint8Array[], lost: Set<number>, repair: 'plc' | 're
   return out;
 }
 
-describe('Opus round trip (opusscript, libopus 1.4)', () => {
+describe('Opus round trip (opusscript encoder, opus-decoder decoder, libopus)', () => {
   const src = speechLike(4, 11);
 
   for (const app of ['restricted-lowdelay', 'audio'] as const) {
-    it(`${app}: output lags input by the encoder lookahead and keeps a usable SNR`, () => {
+    it(`${app}: output lags input by the encoder lookahead and keeps a usable SNR`, async () => {
       const packets = encodeAll(src, app);
       expect(packets.every((p) => p.length > 0 && p.length < 200)).toBe(true);
-      const out = decodeAll(packets, new Set(), 'plc');
+      const out = await decodeAll(packets, new Set(), 'plc');
       // Find the delay by cross-correlating 1 s of input with the output.
       const ref = src.subarray(48_000, 96_000);
       const { lag } = bestLag(out, ref, 48_000, 48_000 + 600);
@@ -64,8 +64,8 @@ describe('Opus round trip (opusscript, libopus 1.4)', () => {
     expect(createOpusEncoder().lookahead).toBe(120);
   });
 
-  it('rejects a corrupt packet with BAD_OPUS and wrong frame sizes and options with RangeError', () => {
-    const dec = createOpusDecoder();
+  it('rejects a corrupt packet with BAD_OPUS and wrong frame sizes and options with RangeError', async () => {
+    const dec = await createOpusDecoder();
     expect(() => dec.decode(new Uint8Array(0))).toThrow(RtpError);
     // Code-3 packet claiming 48 CELT frames (RFC 6716 §3.2.5: > 120 ms) is invalid.
     expect(() => dec.decode(new Uint8Array([(31 << 3) | 3, 48, 1, 2, 3]))).toThrow(RtpError);
@@ -94,16 +94,16 @@ describe('loss repair: Opus in-band FEC vs RED (RFC 2198) vs PLC — the evidenc
     d.free();
   });
 
-  it('RED recovers a lost frame bit-exactly; PLC only approximates it', () => {
+  it('RED recovers a lost frame bit-exactly; PLC only approximates it', async () => {
     const src = speechLike(6, 21);
     const packets = encodeAll(src, 'restricted-lowdelay');
-    const clean = decodeAll(packets, new Set(), 'plc');
+    const clean = await decodeAll(packets, new Set(), 'plc');
     // Lose one voiced frame every 0.5 s (isolated losses: what RED with one generation repairs).
     const lost = new Set<number>();
     for (let k = 20; k < packets.length - 5; k += 25) lost.add(k);
-    const red = decodeAll(packets, lost, 'red');
-    const plc = decodeAll(packets, lost, 'plc');
-    const zero = decodeAll(packets, lost, 'zero');
+    const red = await decodeAll(packets, lost, 'red');
+    const plc = await decodeAll(packets, lost, 'plc');
+    const zero = await decodeAll(packets, lost, 'zero');
     const perLoss = (x: Float32Array): number[] => [...lost].map((k) => snrDb(x, clean, k * N, (k + 1) * N));
     const redSnr = perLoss(red);
     const plcSnr = perLoss(plc);
@@ -144,5 +144,24 @@ describe('loss repair: Opus in-band FEC vs RED (RFC 2198) vs PLC — the evidenc
     expect([...r2.redundant[0]!.data]).toEqual([...p1.data]);
     expect(pz.timing(1000)).toEqual({ baseTimestamp: 0xffff_fc00, baseControllerMs: 1000, codecDelaySamples: 120, clockRate: 48_000 });
     pz.close();
+  });
+});
+
+describe('many decoders in one process (a bench process runs 200 agents)', () => {
+  it('300 live decoders interleaving decode and PLC all give the same output as a lone decoder', async () => {
+    // opusscript failed here ("memory access out of bounds", detached ArrayBuffer after a heap growth):
+    // its decoders share one wasm heap. Each opus-decoder decoder has its own.
+    const packets = encodeAll(speechLike(2, 5), 'restricted-lowdelay');
+    const lost = new Set([7, 8, 30, 61, 62, 63]);
+    const reference = await decodeAll(packets, lost, 'plc');
+    const decs = await Promise.all(Array.from({ length: 300 }, () => createOpusDecoder()));
+    const outs = decs.map(() => new Float32Array(packets.length * N));
+    for (let k = 0; k < packets.length; k++) {
+      decs.forEach((d, i) => outs[i]!.set(lost.has(k) ? d.conceal(N) : d.decode(packets[k]!), k * N));
+    }
+    for (const d of decs) d.close();
+    const differing = outs.filter((o) => o.some((v, j) => v !== reference[j])).length;
+    expect(differing).toBe(0);
+    expect(reference.some((v) => Math.abs(v) > 0.05)).toBe(true);
   });
 });

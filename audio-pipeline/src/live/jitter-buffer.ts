@@ -51,7 +51,7 @@
  * the DAC lead (see stats().arrivalMargin to size it from measurements).
  */
 import { pino, type Logger } from 'pino';
-import { createOpusDecoder, type FrameDecoder } from './opus.js';
+import type { FrameDecoder } from './opus.js';
 import { OPUS_RTP_CLOCK_RATE, parseRed, unwrapTimestamp, type RtpPacket } from './rtp.js';
 
 export interface SessionTiming {
@@ -79,8 +79,8 @@ export interface JitterBufferOptions {
   payloadType: number;
   /** RTP payload type of RED packets (RFC 2198), if the session uses RED. */
   redPayloadType?: number | null;
-  /** Decoder; default a fresh in-process Opus decoder (closed by close()). */
-  decoder?: FrameDecoder;
+  /** The decoder (await createOpusDecoder() for Opus); the buffer owns it and close() closes it. */
+  decoder: FrameDecoder;
   /** Bound on resampling correction; default 2000 ppm (3.5 cents, inaudible on speech). */
   maxSlewPpm?: number;
   /** Proportional controller horizon, ms; default 500. */
@@ -188,8 +188,7 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
   const D = o.delayMs;
   if (!Number.isFinite(D) || D < 0) throw new RangeError(`delayMs must be ≥ 0, got ${D}`);
   if (!Number.isFinite(baseMs)) throw new RangeError('timing.baseControllerMs must be finite');
-  const ownDecoder = !o.decoder;
-  const decoder = o.decoder ?? createOpusDecoder();
+  const decoder = o.decoder;
   const maxSlew = (o.maxSlewPpm ?? 2000) * 1e-6;
   const horizon = (o.correctionHorizonMs ?? 500) * perMs;
   const resyncSamples = (o.resyncThresholdMs ?? 30) * perMs;
@@ -551,7 +550,7 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
       closed = true;
       entries.clear();
       starts.length = 0;
-      if (ownDecoder) decoder.close();
+      decoder.close();
     },
   };
 }

@@ -1,6 +1,7 @@
 /**
- * In-process Opus encode/decode for the live path (48 kHz mono, 20 ms frames), on `opusscript`
- * (libopus 1.4 compiled to wasm).
+ * In-process Opus encode/decode for the live path (48 kHz mono, 20 ms frames): encode on `opusscript`
+ * (libopus 1.4 in wasm; one encoder per session on the controller), decode on `opus-decoder` (libopus
+ * in wasm, one instance per decoder; see createOpusDecoder for why not opusscript).
  *
  * Why this binding, and why RED rather than Opus in-band FEC (the issue asks to check that the decoder
  * binding can decode FEC):
@@ -19,9 +20,8 @@
  *   frame_size = 5760, so libopus conceals 120 ms; we play the first `samples` of it. Measured on
  *   speech, the frames after such a gap come out no worse than after an exact 20 ms PLC call (a patched
  *   wasm gave 1.7 dB segmental SNR on the next three frames against 5.4 dB for the 120 ms call).
- * - opusscript over opus-decoder: synchronous construction (no `await ready` in the agent's DAC path),
- *   one library for encode and decode, and it throws on a corrupt packet where opus-decoder writes to
- *   console.error. Its decoder outputs s16 (96 dB of range; the DAC is no better).
+ * - opus-decoder reports a corrupt packet through console.error rather than throwing, so the TOC is
+ *   checked (opusPacketSamples) before a packet reaches it; its output is float.
  *
  * Algorithmic delay: decoded sample i corresponds to input sample i − lookahead, where lookahead is
  * Fs/400 (2.5 ms) plus, outside RESTRICTED_LOWDELAY, Fs/250 (4 ms) of delay compensation (libopus
@@ -30,6 +30,7 @@
  */
 import { createRequire } from 'node:module';
 import type OpusScriptType from 'opusscript';
+import { OpusDecoder } from 'opus-decoder';
 import { OPUS_RTP_CLOCK_RATE, opusPacketSamples, RtpError } from './rtp.js';
 
 const require = createRequire(import.meta.url);
@@ -157,45 +158,53 @@ export interface FrameDecoder {
   close(): void;
 }
 
-/** PLC output per empty-packet call that opusscript hands back (its JS glue caps at 60 ms). */
-const PLC_CHUNK = 2880;
+/** PLC output per empty-packet call: the glue passes frame_size 5760, so libopus conceals 120 ms. */
+const PLC_CHUNK = 5760;
+const EMPTY = new Uint8Array(0);
 
-export function createOpusDecoder(): FrameDecoder {
-  const dec = new OpusScript(OPUS_RTP_CLOCK_RATE, 1, APPLICATION.audio);
-  const empty = Buffer.alloc(0);
+/**
+ * A live-path decoder on `opus-decoder` (libopus in wasm, ONE wasm instance and memory per decoder).
+ * Not opusscript: all its decoders share one wasm heap, and with more than a handful alive in one
+ * process (the bench runs 200 agents per process) its glue keeps views into memory that a heap growth
+ * detaches — decodes then fail with "memory access out of bounds" or "detached ArrayBuffer", and
+ * libopus asserts (opus_decoder.c:492) on state that was written through a stale view. `opus-decoder`
+ * is also the decoder the agent uses for its cached Ogg/Opus (edge-agent/src/opus-decode.ts), so live
+ * and scheduled audio go through the same code. Construction is asynchronous (wasm instantiation).
+ */
+export async function createOpusDecoder(): Promise<FrameDecoder> {
+  const dec = new OpusDecoder({ sampleRate: OPUS_RTP_CLOCK_RATE as 48000, channels: 1 });
+  await dec.ready;
   let closed = false;
-  const toFloat = (b: Buffer, n: number): Float32Array => {
-    const out = new Float32Array(n);
-    const m = Math.min(n, b.length >> 1);
-    for (let i = 0; i < m; i++) out[i] = b.readInt16LE(2 * i) / 32768;
-    return out;
+  const run = (payload: Uint8Array): { pcm: Float32Array; n: number } => {
+    const r = dec.decodeFrame(payload);
+    if (r.errors.length) throw new RtpError('BAD_OPUS', `Opus decode failed: ${r.errors[0]!.message}`);
+    return { pcm: r.channelData[0] ?? new Float32Array(0), n: r.samplesDecoded };
   };
   return {
     samplesOf: opusPacketSamples,
     decode(payload) {
       if (closed) throw new Error('Opus decoder is closed');
+      // The TOC check first: libopus would report a malformed packet through console.error.
       const n = opusPacketSamples(payload);
-      let b: Buffer;
-      try {
-        b = dec.decode(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
-      } catch (e) {
-        throw new RtpError('BAD_OPUS', `Opus decode failed: ${(e as Error).message}`);
-      }
-      return toFloat(b, n);
+      const { pcm } = run(payload);
+      if (pcm.length === n) return pcm;
+      const out = new Float32Array(n);
+      out.set(pcm.subarray(0, n));
+      return out;
     },
     conceal(samples) {
       if (closed) throw new Error('Opus decoder is closed');
       const out = new Float32Array(samples);
       for (let o = 0; o < samples; o += PLC_CHUNK) {
-        const b = dec.decode(empty);
-        out.set(toFloat(b, Math.min(PLC_CHUNK, samples - o)), o);
+        const { pcm } = run(EMPTY);
+        out.set(pcm.subarray(0, Math.min(PLC_CHUNK, samples - o)), o);
       }
       return out;
     },
     close() {
       if (closed) return;
       closed = true;
-      dec.delete();
+      dec.free();
     },
   };
 }
