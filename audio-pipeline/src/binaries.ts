@@ -34,6 +34,26 @@ function isExecutableFile(p: string): boolean {
   }
 }
 
+/**
+ * Find the program `name`: its env variable when set (which must then name an executable file),
+ * otherwise the first executable `name` on PATH. Shared with the agent's Linux backend
+ * (edge-agent/src/linux-binaries.ts), which wraps the message in its own error type.
+ */
+export function locateExecutable(name: string, info: BinaryInfo, env: NodeJS.ProcessEnv = process.env): { path: string } | { message: string } {
+  const hint = `install the Debian package '${info.debianPackage}' (apt-get install ${info.debianPackage})`;
+  const fromEnv = env[info.envVar];
+  if (fromEnv !== undefined && fromEnv !== '') {
+    if (isExecutableFile(fromEnv)) return { path: fromEnv };
+    return { message: `${name}: ${info.envVar}=${fromEnv} is not an executable file; fix the variable or ${hint}` };
+  }
+  for (const dir of (env.PATH ?? '').split(delimiter)) {
+    if (dir === '' || !isAbsolute(dir)) continue;
+    const candidate = join(dir, name);
+    if (isExecutableFile(candidate)) return { path: candidate };
+  }
+  return { message: `${name} not found on PATH: ${hint}, or set ${info.envVar} to its full path` };
+}
+
 export class BinaryMissingError extends MediaError {
   readonly binary: BinaryName;
   constructor(binary: BinaryName, message: string) {
@@ -44,19 +64,9 @@ export class BinaryMissingError extends MediaError {
 
 /** Absolute path of `name`, from its env variable or PATH; throws BinaryMissingError. */
 export function resolveBinary(name: BinaryName, env: NodeJS.ProcessEnv = process.env): string {
-  const info = BINARIES[name];
-  const hint = `install the Debian package '${info.debianPackage}' (apt-get install ${info.debianPackage})`;
-  const fromEnv = env[info.envVar];
-  if (fromEnv !== undefined && fromEnv !== '') {
-    if (isExecutableFile(fromEnv)) return fromEnv;
-    throw new BinaryMissingError(name, `${name}: ${info.envVar}=${fromEnv} is not an executable file; fix the variable or ${hint}`);
-  }
-  for (const dir of (env.PATH ?? '').split(delimiter)) {
-    if (dir === '' || !isAbsolute(dir)) continue;
-    const candidate = join(dir, name);
-    if (isExecutableFile(candidate)) return candidate;
-  }
-  throw new BinaryMissingError(name, `${name} not found on PATH: ${hint}, or set ${info.envVar} to its full path`);
+  const r = locateExecutable(name, BINARIES[name], env);
+  if ('path' in r) return r.path;
+  throw new BinaryMissingError(name, r.message);
 }
 
 export interface BinaryResolver {
