@@ -15,20 +15,11 @@ import {
   summarize,
 } from '../../audio-pipeline/src/index.js';
 import { F32Reader } from '../../audio-pipeline/src/normalize.js';
+import { seededRandom } from '../../audio-pipeline/src/live/test-signals.js';
 
 const SR = 48000;
 
-/** Deterministic pseudo-random (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 function sine(freq: number, amp: number, seconds: number): Float32Array {
   const x = new Float32Array(Math.round(seconds * SR));

@@ -26,6 +26,7 @@ import {
   unwrapSeq,
   unwrapTimestamp,
 } from '../../audio-pipeline/src/live/index.js';
+import { seededRandom } from '../../audio-pipeline/src/live/test-signals.js';
 
 function codeOf(fn: () => unknown): string {
   try {
@@ -37,17 +38,7 @@ function codeOf(fn: () => unknown): string {
   throw new Error('did not throw');
 }
 
-/** mulberry32, as firmware-sim uses: deterministic series. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 describe('RTP header (RFC 3550 §5.1)', () => {
   it('round-trips every header field, CSRCs, extension and padding', () => {
