@@ -8,7 +8,8 @@
  * Output is 48 kHz mono float32 (the sinks' format): multichannel streams are averaged to mono.
  */
 import { OpusDecoder } from 'opus-decoder';
-import { OggDemuxer, parseOpusHead, type OggPage } from '../../audio-pipeline/src/ogg-opus.js';
+import { OggDemuxer, parseOpusHead, type OggPage, type OpusHead } from '../../audio-pipeline/src/ogg-opus.js';
+import { opusPacketSamples } from '../../audio-pipeline/src/live/rtp.js';
 
 export const OPUS_RATE = 48_000;
 
@@ -21,17 +22,6 @@ export interface OpusPacketRef {
   samples: number;
 }
 
-export interface OpusHead {
-  channels: number;
-  preSkip: number;
-  inputSampleRate: number;
-  /** Output gain, dB (Q7.8 in the header). */
-  outputGainDb: number;
-  mappingFamily: number;
-  streamCount: number;
-  coupledStreamCount: number;
-  channelMapping: number[];
-}
 
 export interface OggOpusIndex {
   head: OpusHead;
@@ -47,22 +37,8 @@ export class OggOpusError extends Error {
   }
 }
 
-/** Samples (48 kHz) one Opus packet decodes to, from its TOC byte and frame-count code (RFC 6716 §3.1-3.2). */
-export function opusPacketSamples(p: Uint8Array): number {
-  if (p.length < 1) return 0;
-  const toc = p[0]!;
-  const config = toc >> 3;
-  let frame: number;
-  if (config < 12) frame = [480, 960, 1920, 2880][config & 3]!; // SILK: 10, 20, 40, 60 ms
-  else if (config < 16) frame = [480, 960][config & 1]!; // Hybrid: 10, 20 ms
-  else frame = [120, 240, 480, 960][config & 3]!; // CELT: 2.5, 5, 10, 20 ms
-  const code = toc & 3;
-  let count: number;
-  if (code === 0) count = 1;
-  else if (code === 1 || code === 2) count = 2;
-  else count = p.length >= 2 ? p[1]! & 0x3f : 0;
-  return frame * count;
-}
+/** Samples (48 kHz) one Opus packet decodes to (RFC 6716 §3.1-3.2); the live path's parser, re-exported. */
+export { opusPacketSamples };
 
 /**
  * Index an Ogg/Opus file held in memory: the first logical stream's packets with their sample
@@ -87,22 +63,23 @@ export function indexOggOpus(buf: Uint8Array): OggOpusIndex {
     if (page.granule >= 0n && page.packets.length > 0) lastGranule = Number(page.granule);
   }
   if (packets.length < 2) throw new OggOpusError('Ogg/Opus stream has no header packets');
-  let h: ReturnType<typeof parseOpusHead>;
+  let head: OpusHead;
   try {
-    h = parseOpusHead(packets[0]!);
+    head = parseOpusHead(packets[0]!);
   } catch (e) {
     throw new OggOpusError((e as Error).message);
   }
-  const head: OpusHead = {
-    channels: h.channels, preSkip: h.preSkip, inputSampleRate: h.inputSampleRate, outputGainDb: h.outputGainDb,
-    mappingFamily: h.mappingFamily, streamCount: h.streamCount, coupledStreamCount: h.coupledCount, channelMapping: h.mapping,
-  };
   const tags = new TextDecoder().decode(packets[1]!.subarray(0, 8));
   if (tags !== 'OpusTags') throw new OggOpusError('Ogg/Opus stream has no OpusTags packet');
   const refs: OpusPacketRef[] = [];
   let pos = 0;
   for (const data of packets.slice(2)) {
-    const samples = opusPacketSamples(data);
+    let samples: number;
+    try {
+      samples = opusPacketSamples(data);
+    } catch (e) {
+      throw new OggOpusError(`audio packet ${refs.length}: ${(e as Error).message}`);
+    }
     refs.push({ data, start: pos, samples });
     pos += samples;
   }
@@ -135,8 +112,8 @@ export interface OpusPcmStream {
 export async function openOpusStream(index: OggOpusIndex, opts: { startFrame?: number } = {}): Promise<OpusPcmStream> {
   const h = index.head;
   const decoder = new OpusDecoder({
-    channels: h.channels, streamCount: h.streamCount, coupledStreamCount: h.coupledStreamCount,
-    channelMappingTable: h.channelMapping, preSkip: 0, sampleRate: OPUS_RATE,
+    channels: h.channels, streamCount: h.streamCount, coupledStreamCount: h.coupledCount,
+    channelMappingTable: h.mapping, preSkip: 0, sampleRate: OPUS_RATE,
   });
   await decoder.ready;
   const gain = 10 ** (h.outputGainDb / 20);

@@ -79,7 +79,8 @@ describe('in-process Ogg/Opus decoding (no ffmpeg per airing)', () => {
   it('reads packet durations from the TOC byte (RFC 6716 §3.1)', () => {
     expect(opusPacketSamples(Uint8Array.of((31 << 3) | 0))).toBe(960); // CELT 20 ms, one frame
     expect(opusPacketSamples(Uint8Array.of((1 << 3) | 1))).toBe(1920); // SILK 20 ms, two frames
-    expect(opusPacketSamples(Uint8Array.of((3 << 3) | 3, 3))).toBe(3 * 2880); // SILK 60 ms × 3
+    expect(opusPacketSamples(Uint8Array.of((3 << 3) | 3, 2))).toBe(2 * 2880); // SILK 60 ms × 2 (120 ms, the most a packet may hold)
+    expect(() => opusPacketSamples(Uint8Array.of((3 << 3) | 3, 3))).toThrow(/exceeds 120 ms/); // RFC 6716 §3.2.5 R5
   });
 
   it('plays an airing as chime + silence + media in order, and resumes part-way', async () => {
