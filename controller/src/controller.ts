@@ -20,6 +20,8 @@ import { createWebhooks } from './webhooks.js';
 import { createScheduling } from './scheduling/index.js';
 import { createMediaService } from './media/media-service.js';
 import { createLive } from './live/index.js';
+import { createScheduledRelays, type ScheduledRelayOptions } from './live/scheduled-relay.js';
+import { createZoneStreams } from './streams/zone-stream.js';
 import { createSupervisor } from '../../audio-pipeline/src/index.js';
 import { createTts } from '../../audio-pipeline/src/tts/index.js';
 import type { NodeCacheEntry, Services } from './services.js';
@@ -34,6 +36,8 @@ export interface ControllerOptions {
   telemetryBucketMs?: number;
   /** Embedded mode: how long after start a node that was online before may take to reconnect. */
   commandTtlMs?: number;
+  /** Scheduled relay items played through live sessions (tests shorten the lead). */
+  scheduledRelay?: Partial<ScheduledRelayOptions>;
 }
 
 
@@ -107,6 +111,10 @@ export async function createController(opts: ControllerOptions = {}) {
   });
   const media = createMediaService({ store, log: log.child({ component: 'media' }), bus, now: nowInt, dataDir, supervisor, tts, isInUse: (c, id) => scheduling.isMediaInUse(c, id) });
   const live = createLive({ config, store, bus, log: log.child({ component: 'live' }), now: nowInt, envelope, link: () => link!, nodes, media, supervisor });
+  const streams = createZoneStreams({ store, live, nodes, media, now: nowInt, log });
+  const scheduledRelays = createScheduledRelays({
+    store, live, scheduling, log: log.child({ component: 'scheduled-relay' }), now: nowInt, ...(opts.scheduledRelay ? { options: opts.scheduledRelay } : {}),
+  });
   const commands = createCommands({ store, link: () => link!, bus, log: log.child({ component: 'commands' }), now: nowInt, envelope, ttlMs: opts.commandTtlMs });
 
   function setStatus(nodeId: string, online: boolean, agentVersion: string | null) {
@@ -146,7 +154,7 @@ export async function createController(opts: ControllerOptions = {}) {
 
   const mqttUrl = external ? config.RADIO_MQTT_URL! : '';
   const ctl: Services & { broker: EmbeddedBroker | undefined; start(): Promise<void>; stop(): Promise<void>; httpPort(): number } = {
-    config, log, store, bus, auth, alarms, webhooks, commands, scheduling, media, live, supervisor, nodes, accounts, now: nowInt, envelope, dataDir,
+    config, log, store, bus, auth, alarms, webhooks, commands, scheduling, media, live, streams, supervisor, nodes, accounts, now: nowInt, envelope, dataDir,
     get broker() { return broker; },
     get link() { return link!; },
     refreshNode,
@@ -238,6 +246,9 @@ export async function createController(opts: ControllerOptions = {}) {
       supervisor.start();
       await scheduling.start();
       await live.start();
+      // After live.start() (which ends what a previous run left on air) and scheduling.start().
+      scheduledRelays.start();
+      streams.start();
       compactTimer = setInterval(() => {
         try { store.compactTelemetry(nowInt() - (opts.telemetryRawRetentionMs ?? 24 * 3600_000), opts.telemetryBucketMs ?? 300_000); }
         catch (e) { log.error({ err: e }, 'telemetry compaction failed'); }
@@ -256,6 +267,8 @@ export async function createController(opts: ControllerOptions = {}) {
       clearInterval(compactTimer);
       alarms.stop();
       webhooks.stop();
+      await streams.stop();
+      scheduledRelays.stop();
       await live.stop();
       await scheduling.stop();
       await supervisor.stop();
@@ -270,7 +283,7 @@ export async function createController(opts: ControllerOptions = {}) {
   let stopped = false;
   let compactTimer: NodeJS.Timeout | undefined;
   const app = await buildApp(ctl);
-  return Object.assign(ctl, { app });
+  return Object.assign(ctl, { app, scheduledRelays });
 }
 
 export type Controller = Awaited<ReturnType<typeof createController>>;

@@ -12,6 +12,7 @@ import type { Webhooks } from './webhooks.js';
 import type { Scheduling } from './scheduling/index.js';
 import type { MediaService } from './media/media-service.js';
 import type { Live } from './live/index.js';
+import type { ZoneStreams } from './streams/zone-stream.js';
 import type { Supervisor } from '../../audio-pipeline/src/index.js';
 
 export interface NodeCacheEntry { communeId: string; zoneId: string; maintenance: boolean; status: 'online' | 'offline'; seen: boolean }
@@ -29,6 +30,8 @@ export interface Services {
   scheduling: Scheduling;
   media: MediaService;
   live: Live;
+  /** Pull streams per zone (Ogg/Opus, MP3) for IP speakers and players. */
+  streams: ZoneStreams;
   /** The one supervisor every ffmpeg/espeak-ng child of this controller runs under. */
   supervisor: Supervisor;
   nodes: Map<string, NodeCacheEntry>;

@@ -597,9 +597,13 @@ function buildZone(zid) {
   const form = h('form', { class: 'zone-actions' },
     h('label', { class: 'inline-field' }, volLabel, volume), applyBtn, toneBtn);
   const grid = h('div', { class: 'node-grid' });
+  // Pull streams of the zone (GET /zones/{id}/stream.ogg|.mp3): players cannot send a header, so the token rides in the URL.
+  const streamLabel = h('span', {});
+  const streamLinks = ['ogg', 'mp3'].map((f) => h('a', { 'data-format': f, target: '_blank', rel: 'noopener', 'data-testid': `zone-stream-${f}-${zid}` }, f === 'ogg' ? 'Ogg/Opus' : 'MP3'));
+  const streams = h('p', { class: 'muted zone-streams' }, streamLabel, ' ', streamLinks[0], ' · ', streamLinks[1]);
   const section = h('section', { class: 'zone', 'aria-labelledby': hid, 'data-testid': `zone-${zid}` },
-    h('div', { class: 'zone-head' }, h('h3', { id: hid }, title, ' ', count), form), out, grid);
-  const zv = { section, title, count, grid, volume, volLabel, applyBtn, toneBtn, form, out };
+    h('div', { class: 'zone-head' }, h('h3', { id: hid }, title, ' ', count), form), streams, out, grid);
+  const zv = { section, title, count, grid, volume, volLabel, applyBtn, toneBtn, form, out, streams, streamLabel, streamLinks };
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     void zoneCommand(zid, zv, 'set_volume', applyBtn);
@@ -616,6 +620,12 @@ function updateZone(zv, zid, nodes) {
   zv.applyBtn.textContent = t('zone.applyVolume');
   zv.toneBtn.textContent = t('zone.testTone');
   zv.form.setAttribute('aria-label', `${t('zone.actions')}: ${zoneName(zid)}`);
+  zv.streams.hidden = !state.zones.has(zid) || !state.session?.token;
+  zv.streamLabel.textContent = t('zone.stream');
+  for (const a of zv.streamLinks) {
+    a.href = `/api/v1/zones/${encodeURIComponent(zid)}/stream.${a.dataset.format}?token=${encodeURIComponent(state.session?.token ?? '')}`;
+    a.title = t('zone.streamHint');
+  }
   const none = nodes.length === 0 || !state.zones.has(zid);
   zv.applyBtn.disabled = none;
   zv.toneBtn.disabled = none;
@@ -941,6 +951,17 @@ function renderDetailInfo() {
       ...kv(t('field.cacheMissing'), String(tel.cache.missingSoon ?? 0), tel.cache.missingSoon ? 'fair' : ''),
       ...kv(t('field.playing'), p ? `${t(`playing.${p.kind}`)}${p.title ? ` – ${p.title}` : ''} (${p.priority}) · ${fmtClock(p.startedAt)}` : t('playing.none')),
     );
+    // Reception of the live session (current, or the last one for a while): what the 4G path did to it.
+    const lv = tel.live;
+    if (lv) {
+      rows.push(
+        ...kv(t('field.liveSession'), t('field.liveSessionValue', { id: lv.sessionId, state: t(`nstate.${lv.state}`) })),
+        ...kv(t('field.liveLoss'), t('field.liveLossValue', { pct: fmtNum(lv.lossPct, 1), lost: lv.lost, red: lv.recoveredByRed }),
+          lv.lossPct >= 5 ? 'bad' : lv.lossPct >= 1 ? 'fair' : ''),
+        ...kv(t('field.liveJitter'), `${fmtNum(lv.jitterMs, 1)} ms`, lv.jitterMs >= 30 ? 'fair' : ''),
+        ...kv(t('field.liveLate'), String(lv.late), lv.late > 0 ? 'fair' : ''),
+      );
+    }
   }
   info.push(h('section', { 'aria-labelledby': 'nd-tel-h' },
     h('h3', { id: 'nd-tel-h' }, t('detail.telemetry')),

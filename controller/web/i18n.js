@@ -49,6 +49,8 @@ export const STRINGS = {
     'zone.testTone': 'Phát âm thử',
     'zone.confirmVolume': 'Đặt âm lượng {v} cho tất cả cụm loa của {zone}?',
     'zone.confirmTone': 'Phát âm thử trên tất cả cụm loa của {zone}?',
+    'zone.stream': 'Nghe trực tiếp (loa IP, VLC):',
+    'zone.streamHint': 'Luồng âm thanh của thôn này; liên kết chứa mã đăng nhập của bạn, đừng chia sẻ công khai',
 
     'status.online': 'Trực tuyến',
     'status.offline': 'Ngoại tuyến',
@@ -86,6 +88,12 @@ export const STRINGS = {
     'field.playing': 'Đang phát',
     'field.telemetryAt': 'Số liệu lúc',
     'field.position': 'Tọa độ khai báo',
+    'field.liveSession': 'Phát trực tiếp gần nhất',
+    'field.liveSessionValue': '{id} · {state}',
+    'field.liveLoss': 'Mất gói (phát trực tiếp)',
+    'field.liveLossValue': '{pct} % · mất {lost} khung, khôi phục nhờ RED {red}',
+    'field.liveJitter': 'Dao động trễ (jitter)',
+    'field.liveLate': 'Gói đến muộn',
 
     'amp.off': 'Tắt',
     'amp.warming': 'Đang khởi động',
@@ -306,6 +314,8 @@ export const STRINGS = {
     'zone.testTone': 'Test tone',
     'zone.confirmVolume': 'Set volume {v} on every cluster of {zone}?',
     'zone.confirmTone': 'Play a test tone on every cluster of {zone}?',
+    'zone.stream': 'Listen live (IP speakers, VLC):',
+    'zone.streamHint': 'This village\'s audio stream; the link carries your login token, do not share it publicly',
 
     'status.online': 'Online',
     'status.offline': 'Offline',
@@ -344,6 +354,12 @@ export const STRINGS = {
     'field.playing': 'Playing',
     'field.telemetryAt': 'Telemetry at',
     'field.position': 'Registered position',
+    'field.liveSession': 'Last live session',
+    'field.liveSessionValue': '{id} · {state}',
+    'field.liveLoss': 'Live packet loss',
+    'field.liveLossValue': '{pct} % · {lost} frames lost, {red} recovered by RED',
+    'field.liveJitter': 'Live jitter',
+    'field.liveLate': 'Late packets',
 
     'amp.off': 'Off',
     'amp.warming': 'Warming up',

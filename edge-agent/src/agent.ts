@@ -138,6 +138,8 @@ export function createAgent(o: AgentOptions) {
   const playout = createPlayout({
     hw, player, clock, timers, clockSource, cache, receipts, log,
     prepareLeadMs: o.prepareLeadMs, warnLeadMs: o.cacheWarnLeadMs, ampHoldMs: o.ampHoldMs, lateStartToleranceMs: o.lateStartToleranceMs,
+    // Scheduled relay items play the live session announced for them (`live` is created below).
+    relays: { feed: (airingId, itemIndex) => live.relayFeed(airingId, itemIndex) },
     setProgrammeVolume: (volume, priority) => {
       programme = priority ? { ...(volume !== undefined ? { volume } : {}), emergency: priority === 'emergency' } : undefined;
       applyVolume();
@@ -200,11 +202,40 @@ export function createAgent(o: AgentOptions) {
     hw.setMute(!emergency && v === 0 && technician.mute === true);
   }
 
+  /** A finished session's reception stays in telemetry this long, so a technician can still see it. */
+  const LIVE_TELEMETRY_RETAIN_MS = 10 * 60_000;
+  /** When this agent first saw the last session finished (agent clock). */
+  let liveEnded: { sessionId: string; at: number } | undefined;
+
+  /** Reception of the current live session, or of the last one within LIVE_TELEMETRY_RETAIN_MS of its end. */
+  function liveReception(): Telemetry['live'] {
+    const st = live.stats();
+    if (!st) return undefined;
+    const terminal = st.state === 'ended' || st.state === 'failed' || st.state === 'refused';
+    const t = clock.now();
+    if (!terminal) liveEnded = undefined;
+    else if (liveEnded?.sessionId !== st.sessionId) liveEnded = { sessionId: st.sessionId, at: t };
+    if (liveEnded && t - liveEnded.at > LIVE_TELEMETRY_RETAIN_MS) return undefined;
+    // Frames due ≈ received packets + frames whose packet never came (RED-recovered or lost); a late
+    // packet is both received and lost, so it is taken out once. Missing-in-time share of those, %.
+    const missing = Math.max(0, st.lost - st.late) + st.recoveredByRed + st.late;
+    const due = st.packets + Math.max(0, st.lost - st.late) + st.recoveredByRed;
+    const int = (x: number) => Math.max(0, Math.round(Number.isFinite(x) ? x : 0));
+    return {
+      sessionId: st.sessionId.slice(0, 64), state: st.state,
+      packets: int(st.packets), lost: int(st.lost), late: int(st.late), concealed: int(st.concealed), recoveredByRed: int(st.recoveredByRed),
+      jitterMs: Math.max(0, Number.isFinite(st.jitterMs) ? Math.round(st.jitterMs * 100) / 100 : 0),
+      lossPct: due > 0 ? Math.min(100, Math.round((10_000 * missing) / due) / 100) : 0,
+      ...(liveEnded ? { endedAt: Math.floor(Math.max(0, liveEnded.at)) } : {}),
+    };
+  }
+
   function telemetry(): Telemetry {
     const s = hw.status();
     const e = clockSource.estimate();
     const p = player.playing();
     const airing = playout.nowPlaying();
+    const liveNow = liveReception();
     persistedClock?.save(clock.now());
     return {
       ...header(),
@@ -225,6 +256,7 @@ export function createAgent(o: AgentOptions) {
         kind: p.program.kind, id: p.program.id.slice(0, 128), priority: p.claim.priority,
         ...(airing ? { title: airing.title } : {}), startedAt: Math.floor(Math.max(0, clockSource.toController(p.startedAt))),
       } : null,
+      ...(liveNow ? { live: liveNow } : {}),
     };
   }
 

@@ -14,6 +14,12 @@
  * (first frame decoded onto the timeline) → ended | failed | refused, with reception figures.
  * `ended` (announcement), an RTCP BYE, or silence from the controller beyond `noAudioTimeoutMs` ends
  * the buffer; the program finishes once what is buffered has played, and the speakers are released.
+ *
+ * Scheduled relays (announcement with `airing`): the same join (endpoint, hello, jitter buffer, statuses)
+ * but no player claim, volume or amplifier: the session becomes the FEED of that airing item
+ * (`relayFeed(airingId, itemIndex)`), which the airing program reads at the item's slot
+ * (media-program.ts). Several feeds may be open beside one claimed session. The program closes the
+ * feed when the item ends or the airing is cut; the session's end, a BYE or no audio close it too.
  */
 import { pino, type Logger } from 'pino';
 import {
@@ -22,6 +28,7 @@ import {
 import type { LiveAnnouncement, LiveStatus } from '../../schemas/src/index.js';
 import type { Clock, Timers } from './clock.js';
 import type { Hardware } from './hardware.js';
+import type { RelayFeed } from './media-program.js';
 import type { Player, Program } from './player.js';
 import type { ClockSource } from './time-sync.js';
 
@@ -81,6 +88,22 @@ interface Active {
 
 const CHIME_MS = 700;
 
+/** A scheduled relay session feeding one airing item. */
+interface Feed {
+  a: LiveAnnouncement;
+  key: string;
+  state: LiveStatus['state'];
+  endpoint: LiveReceiverEndpoint;
+  jb: JitterBuffer;
+  poll: NodeJS.Timeout | undefined;
+  lastPacketLocal: number;
+  finished: boolean;
+  endTimer: NodeJS.Timeout | undefined;
+  api: RelayFeed;
+}
+
+const feedKey = (airingId: string, itemIndex: number) => `${airingId}#${itemIndex}`;
+
 /** Two-tone attention chime (ding-dong, 660/523 Hz), −12 dBFS, 10 ms fades. */
 function chimeSample(i: number, rate: number): number {
   const t = i / rate;
@@ -100,6 +123,12 @@ export function createAgentLive(o: AgentLiveOptions) {
   let endedWhileJoining: string | undefined;
   let last: AgentLiveStats | undefined;
   let running = true;
+  /** Scheduled relay feeds by airing item, and the sessions whose feed is being set up. */
+  const feeds = new Map<string, Feed>();
+  const feedJoining = new Set<string>();
+  const feedEndedWhileJoining = new Set<string>();
+  /** Sessions whose feed closed (item over, airing cut): their retained announcement, seen again, is ignored. */
+  const feedsDone = new Set<string>();
 
   function statsOf(x: Active): NonNullable<LiveStatus['stats']> {
     const j = x.jb.stats();
@@ -219,10 +248,13 @@ export function createAgentLive(o: AgentLiveOptions) {
     if (x.finished) { void endpoint.stop(); return; }
     x.poll = o.timers.setInterval(() => {
       if (x.finished) return;
-      const j = jb.stats();
-      if (x.state === 'joining' && j.packets > 0) status(x, 'ready');
-      if (x.state === 'ready' && j.state === 'playing') status(x, 'playing');
-      if (!x.ending && j.packets > 0 && o.clock.now() - x.lastPacketLocal > noAudioMs) {
+      // jb.stats() sorts its arrival margins: only while a state change is pending (20 polls/s × a fleet).
+      if (x.state === 'joining' || x.state === 'ready') {
+        const j = jb.stats();
+        if (x.state === 'joining' && j.packets > 0) status(x, 'ready');
+        if (x.state === 'ready' && j.state === 'playing') status(x, 'playing');
+      }
+      if (!x.ending && !Number.isNaN(x.lastPacketLocal) && o.clock.now() - x.lastPacketLocal > noAudioMs) {
         log.warn({ sessionId: a.sessionId }, 'no audio from the controller: leaving the session');
         x.endReason = 'no audio from the controller';
         x.ending = true;
@@ -232,10 +264,128 @@ export function createAgentLive(o: AgentLiveOptions) {
     }, 50);
   }
 
+  // ---------------------------------------------------------------- scheduled relay feeds
+
+  function feedStats(f: Feed): NonNullable<LiveStatus['stats']> {
+    const j = f.jb.stats();
+    const r = f.endpoint.stats();
+    return {
+      packets: j.packets, lost: j.lostFrames, late: j.late, concealed: j.concealedFrames, recoveredByRed: j.recoveredByRed,
+      jitterMs: Math.max(0, r.reception.jitterMs || 0),
+    };
+  }
+
+  function feedStatus(f: Feed, state: LiveStatus['state'], reason?: string) {
+    f.state = state;
+    const stats = state === 'joining' ? undefined : feedStats(f);
+    o.publishStatus({ sessionId: f.a.sessionId, state, ...(reason ? { reason: reason.slice(0, 200) } : {}), ...(stats ? { stats } : {}) });
+    log.info({ sessionId: f.a.sessionId, airing: f.a.airing, state, reason }, 'relay feed state');
+  }
+
+  function finishFeed(f: Feed, state: 'ended' | 'failed', reason: string) {
+    if (f.finished) return;
+    f.finished = true;
+    o.timers.clearInterval(f.poll);
+    o.timers.clearTimeout(f.endTimer);
+    feedStatus(f, state, reason);
+    void f.endpoint.stop();
+    f.jb.close();
+    if (feeds.get(f.key) === f) feeds.delete(f.key);
+    feedsDone.add(f.a.sessionId);
+    if (feedsDone.size > 64) feedsDone.delete(feedsDone.values().next().value!);
+  }
+
+  async function joinFeed(a: LiveAnnouncement & { airing: { airingId: string; itemIndex: number } }) {
+    const decoder = await createOpusDecoder();
+    if (!running || feedEndedWhileJoining.has(a.sessionId)) { decoder.close(); feedEndedWhileJoining.delete(a.sessionId); return; }
+    let jb: JitterBuffer;
+    try {
+      jb = createJitterBuffer({
+        decoder, timing: a.timing, delayMs: a.delayMs, clock: o.clockSource, payloadType: a.payloadType, redPayloadType: a.redPayloadType, log,
+      });
+    } catch (e) {
+      decoder.close();
+      o.publishStatus({ sessionId: a.sessionId, state: 'failed', reason: `bad session timing: ${(e as Error).message}`.slice(0, 200) });
+      return;
+    }
+    const endpoint = createLiveReceiverEndpoint({
+      controller: { host: a.rtp.host, port: a.rtp.port }, token: a.token, ssrc: a.ssrc,
+      payloadTypes: [a.payloadType, ...(a.redPayloadType !== null ? [a.redPayloadType] : [])],
+      clock: o.clock, helloIntervalMs: o.helloIntervalMs ?? 1000, ...(o.bindAddress ? { bindAddress: o.bindAddress } : {}),
+      onPacket: (p, at) => { f.lastPacketLocal = at; jb.push(p, at); },
+      onBye: () => endFeed(f, 'bye'),
+      log,
+    });
+    const key = feedKey(a.airing.airingId, a.airing.itemIndex);
+    const f: Feed = {
+      a, key, state: 'joining', endpoint, jb, poll: undefined, lastPacketLocal: NaN, finished: false, endTimer: undefined,
+      api: {
+        read: (out, pt) => {
+          if (!f.finished) return jb.read(out, pt);
+          out.fill(0);
+          return 0;
+        },
+        received: () => { const j = jb.stats(); return j.framesDecoded + j.recoveredByRed > 0; },
+        closed: () => f.finished,
+        close: (reason) => finishFeed(f, 'ended', reason),
+      },
+    };
+    // A newer session for the same item (the controller restarted and started it again) replaces the old.
+    const old = feeds.get(key);
+    if (old) finishFeed(old, 'ended', `replaced by ${a.sessionId}`);
+    feeds.set(key, f);
+    feedStatus(f, 'joining');
+    try {
+      await endpoint.start();
+    } catch (e) {
+      finishFeed(f, 'failed', `receive socket: ${(e as Error).message}`);
+      return;
+    }
+    if (f.finished) { void endpoint.stop(); return; }
+    f.poll = o.timers.setInterval(() => {
+      if (f.finished) return;
+      const j = jb.stats();
+      if (f.state === 'joining' && j.packets > 0) feedStatus(f, 'ready');
+      if (f.state === 'ready' && j.state === 'playing') feedStatus(f, 'playing');
+      if (f.endTimer === undefined && j.packets > 0 && o.clock.now() - f.lastPacketLocal > noAudioMs) {
+        log.warn({ sessionId: a.sessionId }, 'no relay audio from the controller: leaving the session');
+        finishFeed(f, 'failed', 'no audio from the controller');
+      }
+    }, 50);
+  }
+
+  /** No more packets: what is buffered may still play (the item reads it by time); then the feed closes. */
+  function endFeed(f: Feed, reason: string) {
+    if (f.finished || f.endTimer !== undefined) return;
+    f.jb.end();
+    f.endTimer = o.timers.setTimeout(() => finishFeed(f, 'ended', reason), f.a.delayMs + 2000);
+  }
+
+  function onFeedAnnouncement(a: LiveAnnouncement & { airing: { airingId: string; itemIndex: number } }) {
+    const f = [...feeds.values()].find((x) => x.a.sessionId === a.sessionId);
+    if (a.state === 'ended') {
+      if (f) endFeed(f, 'session ended');
+      else if (feedJoining.has(a.sessionId)) feedEndedWhileJoining.add(a.sessionId);
+      return;
+    }
+    if (f || feedJoining.has(a.sessionId) || feedsDone.has(a.sessionId)) return;
+    feedJoining.add(a.sessionId);
+    void joinFeed(a).finally(() => feedJoining.delete(a.sessionId)).catch((e: Error) => {
+      log.error({ err: e.message, sessionId: a.sessionId }, 'joining a relay feed failed');
+      o.publishStatus({ sessionId: a.sessionId, state: 'failed', reason: e.message.slice(0, 200) });
+    });
+  }
+
   return {
+    /** The live feed of a scheduled relay item, if its session is announced and joined (media-program RelayFeeds). */
+    relayFeed(airingId: string, itemIndex: number): RelayFeed | undefined {
+      const f = feeds.get(feedKey(airingId, itemIndex));
+      return f && !f.finished ? f.api : undefined;
+    },
     /** A validated announcement for this node (retained: arrives again after reconnects). */
     onAnnouncement(a: LiveAnnouncement) {
       if (!running) return;
+      if (a.airing) { onFeedAnnouncement({ ...a, airing: a.airing }); return; }
       if (a.state === 'ended') {
         if (cur && cur.a.sessionId === a.sessionId) endStream(cur, 'session ended');
         else if (joining === a.sessionId) endedWhileJoining = a.sessionId;
@@ -264,6 +414,7 @@ export function createAgentLive(o: AgentLiveOptions) {
     stop() {
       running = false;
       if (cur) finish(cur, 'ended', 'agent stopping');
+      for (const f of [...feeds.values()]) finishFeed(f, 'ended', 'agent stopping');
     },
   };
 }

@@ -6,9 +6,29 @@ import type { Program } from './player.js';
 
 /** A piece of an airing that produces samples in order. */
 interface Segment {
-  read(out: Float32Array): number;
+  /** `pt`: hardware-clock time at which out[0] sounds, when known (a relay plays by it). */
+  read(out: Float32Array, pt?: number): number;
   ended(): boolean;
   close(): void;
+}
+
+/**
+ * The audio of a scheduled relay item, received live (edge-agent/src/live.ts: a session announced with
+ * `airing`). Timed by the session, not by the programme: read() fills `out` with what sounds from
+ * hardware-clock time `pt` on (silence before its first sample and after its last).
+ */
+export interface RelayFeed {
+  read(out: Float32Array, pt: number): number;
+  /** Some relay audio has been decoded onto the timeline. */
+  received(): boolean;
+  closed(): boolean;
+  /** The item is over (or the airing was cut): leave the session. Idempotent. */
+  close(reason: string): void;
+}
+
+/** Where a relay item finds its feed: looked up at every block, so a feed that joins late still plays. */
+export interface RelayFeeds {
+  feed(airingId: string, itemIndex: number): RelayFeed | undefined;
 }
 
 const framesOf = (ms: number) => Math.max(0, Math.round((ms / 1000) * SAMPLE_RATE));
@@ -73,6 +93,45 @@ export function chimeSegment(kind: 'attention' | 'start' | 'end', durationMs: nu
   };
 }
 
+/**
+ * A relay item: reads the feed registered for (airing, item) by presentation time; silence while there is
+ * none (not announced, not joined yet, controller unreachable). `onDone(received)` once, when it ends or
+ * is closed after it started to play.
+ */
+function relaySegment(frames: number, lookup: () => RelayFeed | undefined, onDone: (received: boolean) => void): Segment {
+  let pos = 0;
+  let nextPt: number | undefined;
+  let feed: RelayFeed | undefined;
+  let received = false;
+  let reported = false;
+  const msPerFrame = 1000 / SAMPLE_RATE;
+  const finish = (why: string) => {
+    if (feed) { received ||= feed.received(); feed.close(why); }
+    if (!reported && pos > 0) { reported = true; onDone(received); }
+  };
+  return {
+    read(out, pt) {
+      const n = Math.min(out.length, frames - pos);
+      const view = n === out.length ? out : out.subarray(0, n);
+      const at = pt ?? nextPt;
+      if (!feed || feed.closed()) { if (feed) received ||= feed.received(); feed = lookup(); }
+      if (feed && at !== undefined && n > 0) {
+        const w = feed.read(view, at);
+        if (w < n) view.fill(0, Math.max(0, w));
+        received ||= feed.received();
+      } else {
+        view.fill(0);
+      }
+      pos += n;
+      nextPt = at !== undefined ? at + n * msPerFrame : undefined;
+      if (pos >= frames) finish('item ended');
+      return n;
+    },
+    ended: () => pos >= frames,
+    close() { finish('airing stopped'); },
+  };
+}
+
 function mediaSegment(stream: OpusPcmStream): Segment {
   return { read: (out) => stream.read(out), ended: () => stream.ended(), close: () => stream.close() };
 }
@@ -110,13 +169,15 @@ export interface AiringProgram extends Program {
   drift(): DriftCorrectionStats;
   /** Items that could not be opened (corrupt file) and were played as silence. */
   failedItems(): string[];
+  /** Relay items (index in the airing's items) that played without receiving any audio (silence). */
+  relayMisses(): number[];
   close(): void;
 }
 
 /**
  * The samples of one airing, in item order: media decoded in-process from the cache, chimes and silence
- * synthesised, relays held as silence (live relays are the live work). The player places its first
- * sample at the scheduled instant by sample position.
+ * synthesised, relays read from their live feed (`relays`) by presentation time, or silence of their
+ * length when no feed came. The player places its first sample at the scheduled instant by sample position.
  *
  * Drift: the DAC emits 48,000 samples per second of the HARDWARE clock, which may run ±100 ppm off the
  * controller (±60 ms over 10 minutes, so two clusters that started together are up to 120 ms apart at
@@ -157,6 +218,8 @@ export async function prepareAiringProgram(o: {
   maxSlewMs?: number;
   /** Gaps in presentation time up to this are xruns (programme skipped to stay on time); default 5 s. */
   maxXrunMs?: number;
+  /** Live feeds of relay items; without it a relay item plays as silence (and counts as a miss). */
+  relays?: RelayFeeds;
 }): Promise<AiringProgram> {
   // Skip whole items before the resume point; the remainder is an offset into the first kept item.
   let skip = Math.max(0, o.startOffsetMs ?? 0);
@@ -165,6 +228,7 @@ export async function prepareAiringProgram(o: {
   const items = o.items.slice(first);
   const firstOffsetMs = skip;
   const failed: string[] = [];
+  const relayMisses: number[] = [];
   const baseMs = o.startOffsetMs ?? 0;
   const opened: (Promise<Segment> | undefined)[] = new Array(items.length);
   const ready: (Segment | undefined)[] = new Array(items.length);
@@ -174,7 +238,10 @@ export async function prepareAiringProgram(o: {
     const offsetFrames = i === 0 ? framesOf(firstOffsetMs) : 0;
     switch (it.kind) {
       case 'silence': return silenceSegment(framesOf(it.durationMs) - offsetFrames);
-      case 'relay': return silenceSegment(framesOf(it.durationMs) - offsetFrames);
+      case 'relay': {
+        const index = first + i;
+        return relaySegment(framesOf(it.durationMs) - offsetFrames, () => o.relays?.feed(o.id, index), (received) => { if (!received) relayMisses.push(index); });
+      }
       case 'chime': return chimeSegment(it.chime, it.durationMs, offsetFrames);
       case 'media': {
         try {
@@ -208,13 +275,13 @@ export async function prepareAiringProgram(o: {
   let done = items.length === 0;
   let closed = false;
 
-  /** Fill `out` from the items in order; returns frames written (fewer: an underrun or the end). */
-  function pull(out: Float32Array): number {
+  /** Fill `out` from the items in order; returns frames written (fewer: an underrun or the end). `pt`: when out[0] sounds. */
+  function pull(out: Float32Array, pt?: number): number {
     let w = 0;
     while (w < out.length && !done) {
       const seg = ready[cur];
       if (!seg) break; // next item still opening: an underrun (the sink pads silence), never a wait
-      const n = seg.read(w === 0 ? out : out.subarray(w));
+      const n = seg.read(w === 0 ? out : out.subarray(w), pt === undefined ? undefined : pt + (w * 1000) / SAMPLE_RATE);
       w += n;
       if (seg.ended()) {
         seg.close();
@@ -285,14 +352,14 @@ export async function prepareAiringProgram(o: {
       budget -= Math.abs(d);
     }
     if (d === 0) {
-      const w = pull(out);
+      const w = pull(out, pt);
       stats.errorFrames = consumed - target;
       return w;
     }
     if (d > 0) {
       // Behind controller time: read d extra samples and drop d of them, evenly spread.
       const src = scratchOf(n + d);
-      const got = pull(src);
+      const got = pull(src, pt);
       const drops = Math.max(0, Math.min(d, got - n));
       const w = copySpread(src, got, out, -drops);
       stats.droppedFrames += got - w;
@@ -302,7 +369,7 @@ export async function prepareAiringProgram(o: {
     // Ahead of controller time: read |d| fewer samples and repeat |d| of them, evenly spread.
     const r = -d;
     const src = scratchOf(n - r);
-    const got = pull(src);
+    const got = pull(src, pt);
     if (got === 0) return 0;
     const w = copySpread(src, got, out, r);
     stats.repeatedFrames += w - got;
@@ -314,13 +381,14 @@ export async function prepareAiringProgram(o: {
     id: o.id,
     kind: 'airing',
     read(out, presentationTime) {
-      if (!tb || presentationTime === undefined || out.length === 0) return pull(out);
+      if (!tb || presentationTime === undefined || out.length === 0) return pull(out, presentationTime);
       return readTracked(out, presentationTime);
     },
     ended: () => done || closed,
     positionMs: () => baseMs + consumed * msPerFrame,
     drift: () => ({ ...stats }),
     failedItems: () => failed.slice(),
+    relayMisses: () => relayMisses.slice(),
     close() {
       if (closed) return;
       closed = true;

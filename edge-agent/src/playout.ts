@@ -3,7 +3,7 @@ import { priorityRank, type Airing, type Plan, type Priority } from '../../schem
 import type { MediaCache, MediaRef, WantedMedia } from './cache.js';
 import type { Clock, Timers } from './clock.js';
 import type { Hardware } from './hardware.js';
-import { prepareAiringProgram, type AiringProgram } from './media-program.js';
+import { prepareAiringProgram, type AiringProgram, type RelayFeeds } from './media-program.js';
 import type { EndReason, Player, Program } from './player.js';
 import { quietHoursVerdict } from './quiet-hours.js';
 import type { ReceiptQueue } from './receipts.js';
@@ -44,6 +44,8 @@ export interface PlayoutOptions {
   lateStartToleranceMs?: number;
   /** An interrupted airing may resume/restart until this long after its planned end; default 10 min. */
   resumeWindowMs?: number;
+  /** Live feeds of scheduled relay items (edge-agent/src/live.ts); without it relays play as silence. */
+  relays?: RelayFeeds;
 }
 
 type Phase = 'waiting' | 'preparing' | 'armed' | 'playing' | 'suspended' | 'done';
@@ -66,7 +68,7 @@ interface Slot {
 
 export type PlayoutReceiptReason =
   | 'quiet_hours' | 'media_missing' | 'missed' | 'preempted' | 'amplifier_fault' | 'cancelled' | 'agent_restart'
-  | 'resume_expired' | 'media_streamed' | 'resumed' | 'restarted';
+  | 'resume_expired' | 'media_streamed' | 'resumed' | 'restarted' | 'relay_not_received';
 
 const MAX_TIMER_MS = 300_000;
 
@@ -227,6 +229,7 @@ export function createPlayout(o: PlayoutOptions) {
     try {
       program = await prepareAiringProgram({
         id: a.id, items: a.items, media: cache, startOffsetMs: s.resumeFromMs, timebase: clockSource, ...(s.resumeFromMs === 0 ? { dueAt: a.startAt } : {}),
+        ...(o.relays ? { relays: o.relays } : {}),
         onItemError: (it, err) => log.error({ airingId: a.id, item: it.kind, err: err.message }, 'item cannot be decoded; playing silence in its place'),
       });
     } catch (e) {
@@ -277,6 +280,12 @@ export function createPlayout(o: PlayoutOptions) {
     if (s.program !== program) return;
     const playedMs = Math.round(program.positionMs());
     program.close();
+    // After close(): a relay item cut while it played is counted too. Silence played in its place is
+    // reported on the receipt (the other items played), e.g. `relay_not_received:1`.
+    const misses = program.relayMisses();
+    const relayNote = misses.length ? `relay_not_received:${misses.join(',')}` : undefined;
+    if (relayNote) log.warn({ airingId: s.airing.id, items: misses }, 'relay item played as silence: no relay audio received');
+    const withNote = (reason: string | undefined) => (reason && relayNote ? `${reason};${relayNote}`.slice(0, 200) : reason ?? relayNote);
     s.program = undefined;
     const a = s.airing;
     if (s.stopReason === 'silent') { s.phase = 'done'; return; }
@@ -285,17 +294,17 @@ export function createPlayout(o: PlayoutOptions) {
     switch (why) {
       case 'finished':
         s.phase = 'done';
-        record(s, { state: 'finished', playedMs, ...(at !== undefined ? { at } : {}) });
+        record(s, { state: 'finished', playedMs, ...(relayNote ? { reason: relayNote } : {}), ...(at !== undefined ? { at } : {}) });
         break;
       case 'preempted': {
-        record(s, { state: 'interrupted', reason: `preempted:${a.onInterrupt}`, playedMs, ...(by ? { interruptedBy: by.id } : {}), ...(at !== undefined ? { at } : {}) });
+        record(s, { state: 'interrupted', reason: withNote(`preempted:${a.onInterrupt}`), playedMs, ...(by ? { interruptedBy: by.id } : {}), ...(at !== undefined ? { at } : {}) });
         if (a.onInterrupt === 'drop') s.phase = 'done';
         else { s.phase = 'suspended'; s.resumeFromMs = a.onInterrupt === 'resume' ? playedMs : 0; }
         break;
       }
       case 'stopped':
         s.phase = 'done';
-        record(s, { state: 'interrupted', reason: s.stopReason ?? 'stopped', playedMs });
+        record(s, { state: 'interrupted', reason: withNote(s.stopReason ?? 'stopped'), playedMs });
         break;
     }
     afterChange();
@@ -351,7 +360,7 @@ export function createPlayout(o: PlayoutOptions) {
     wakeAmp(s);
     let program: AiringProgram;
     try {
-      program = await prepareAiringProgram({ id: s.airing.id, items: s.airing.items, media: cache, startOffsetMs: s.resumeFromMs, timebase: clockSource });
+      program = await prepareAiringProgram({ id: s.airing.id, items: s.airing.items, media: cache, startOffsetMs: s.resumeFromMs, timebase: clockSource, ...(o.relays ? { relays: o.relays } : {}) });
     } catch (e) {
       if (gen === s.gen) fail(s, 'media_missing', (e as Error).message);
       return;

@@ -107,6 +107,9 @@ export const TelemetryPoint = z.object({
   rssiDbm: z.number(),
   volume: z.number(),
   clockOffsetMs: z.number(),
+  /** Live-session reception (Telemetry.live): the sample's figures, or the worst of a rollup bucket; absent without a live session. */
+  liveLossPct: z.number().optional(),
+  liveJitterMs: z.number().optional(),
 });
 export const NodeDetail = Node.extend({
   telemetry: TelemetrySample.nullable(),

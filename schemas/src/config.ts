@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { LinuxHardwareConfig } from './agent-hardware-config.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
+/** `alsa:<pcm name>` or `pulse:<source>`; no spaces and no leading '-' (it becomes an ffmpeg argument). */
+export const LIVE_INPUT_RE = /^(alsa|pulse):[A-Za-z0-9_@.][A-Za-z0-9_@.:,=-]{0,127}$/;
 
 /** Controller configuration from the environment; defaults are the contract in ARCHITECTURE.md. */
 export const ControllerEnv = z.object({
@@ -22,6 +24,12 @@ export const ControllerEnv = z.object({
   RADIO_TTS_VOICE: z.string().default('default'),
   /** Webhook for alarm notifications, registered on first start if set. */
   RADIO_WEBHOOK_URL: z.string().url().optional(),
+  /**
+   * Sound-card input of live sessions (kind 'soundcard'): `alsa:<pcm>` (e.g. `alsa:default`,
+   * `alsa:plughw:1,0`) or `pulse:<source>` (e.g. `pulse:default`). Unset: sound-card sessions answer 501.
+   */
+  RADIO_LIVE_INPUT: z.string().regex(LIVE_INPUT_RE,
+    'RADIO_LIVE_INPUT must be alsa:<device> or pulse:<source>, e.g. alsa:default, alsa:plughw:1,0, pulse:default').optional(),
 });
 export type ControllerEnv = z.infer<typeof ControllerEnv>;
 

@@ -70,6 +70,32 @@ export const NowPlaying = z.object({
   startedAt: EpochMs,
 });
 
+/**
+ * Reception of the live session on this node (the one playing, or the last one for a while after it
+ * ended): the receiver-side figures of the RTP path (RFC 3550 §6.4.2 terms), so a technician sees a
+ * lossy 4G link in the node's health, not only in a session's receipts.
+ */
+export const LiveReception = z.object({
+  sessionId: z.string().min(1).max(64),
+  state: z.enum(['joining', 'ready', 'playing', 'ended', 'refused', 'failed']),
+  /** RTP packets accepted. */
+  packets: z.number().int().nonnegative(),
+  /** 20 ms frames the listener did not get (concealed by Opus PLC or silent). */
+  lost: z.number().int().nonnegative(),
+  /** Packets that arrived after their playout instant. */
+  late: z.number().int().nonnegative(),
+  concealed: z.number().int().nonnegative(),
+  /** Frames whose own packet was missing, played from the next packet's RED copy (RFC 2198). */
+  recoveredByRed: z.number().int().nonnegative(),
+  /** Interarrival jitter (RFC 3550 §6.4.1), ms. */
+  jitterMs: z.number().nonnegative(),
+  /** Frames whose own packet did not arrive in time (recovered by RED or lost), percent of the frames due. */
+  lossPct: z.number().min(0).max(100),
+  /** Agent time the session ended on this node (absent while it runs). */
+  endedAt: EpochMs.optional(),
+});
+export type LiveReception = z.infer<typeof LiveReception>;
+
 /** Periodic health on radio/v1/node/{id}/telemetry. Everything a technician needs to judge a cluster. */
 export const Telemetry = AgentHeader.extend({
   uptimeS: z.number().nonnegative(),
@@ -86,6 +112,8 @@ export const Telemetry = AgentHeader.extend({
   clock: ClockState,
   cache: CacheState,
   playing: NowPlaying.nullable(),
+  /** Live-session reception; optional so agents that predate it stay valid. */
+  live: LiveReception.optional(),
 });
 export type Telemetry = z.infer<typeof Telemetry>;
 

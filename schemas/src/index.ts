@@ -13,3 +13,4 @@ export * from './config.js';
 export * from './agent-hardware-config.js';
 export * from './scheduling-api.js';
 export * from './cap-api.js';
+export * from './stream-api.js';

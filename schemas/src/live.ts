@@ -35,6 +35,13 @@ export const LiveAnnouncement = Envelope.extend({
   endedAt: EpochMs.optional(),
   /** CAP Test/Exercise: clusters marked actual-only must not sound. */
   exercise: z.boolean().default(false),
+  /**
+   * A scheduled relay: this session carries item `itemIndex` (0-based, of the airing's `items`) of airing
+   * `airingId` of the node's plan. The agent does not claim the speakers for it: it joins and hands the
+   * audio to that airing, which plays it at the item's slot (first sample at the item's start, controller
+   * time) and plays silence of the item's length if no audio came.
+   */
+  airing: z.object({ airingId: z.string().min(8).max(80), itemIndex: z.number().int().min(0).max(199) }).optional(),
 });
 export type LiveAnnouncement = z.infer<typeof LiveAnnouncement>;
 

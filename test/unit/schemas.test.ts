@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  decodePayload, effectiveVolume, encodePayload, filterFor, MAX_PAYLOAD_BYTES, nodeAcl, parseTopic, preempts, PRIORITIES,
+  ControllerEnv, decodePayload, effectiveVolume, encodePayload, filterFor, MAX_PAYLOAD_BYTES, nodeAcl, parseTopic, preempts, PRIORITIES,
   priorityRank, topicFor, TOPICS, type TopicName,
 } from '../../schemas/src/index.js';
 
@@ -77,5 +77,46 @@ describe('priority and volume precedence', () => {
     expect(effectiveVolume({ technicianVolume: 10, programmeVolume: 50, defaultVolume: 70 })).toBe(10);
     expect(effectiveVolume({ programmeVolume: 50, defaultVolume: 70 })).toBe(50);
     expect(effectiveVolume({ defaultVolume: 70 })).toBe(70);
+  });
+});
+
+describe('live reception in telemetry and the sound-card input variable', () => {
+  const base = {
+    v: 1, ts: 1_700_000_000_000, uptimeS: 12, agentVersion: '0.1.0', firmwareVersion: 'sim-1',
+    amplifier: { power: true, state: 'on', tempC: 35 }, lines: [{ id: 'L1', impedanceOhm: 8, nominalOhm: 8, fault: 'ok' }],
+    volume: 60, mute: false, power: { source: 'mains', mainsV: 230, batteryV: 12.8 }, temperatureC: 30,
+    modem: { rssiDbm: -70, operator: 'Viettel', tech: '4g' }, gps: null,
+    clock: { offsetMs: 1.5, rttMs: 20, driftPpm: 3, synced: true }, cache: { usedBytes: 0, capacityBytes: 1, items: 0, missingSoon: 0 }, playing: null,
+  };
+  const live = { sessionId: 'live-0123456789abcdef', state: 'playing', packets: 500, lost: 3, late: 1, concealed: 3, recoveredByRed: 20, jitterMs: 4.2, lossPct: 4.5 };
+  it('accepts telemetry without `live` (agents that predate it) and with it', () => {
+    expect(decodePayload('telemetry', JSON.stringify(base)).ok).toBe(true);
+    const r = decodePayload('telemetry', JSON.stringify({ ...base, live }));
+    expect(r.ok && r.value).toMatchObject({ live: { sessionId: live.sessionId, lossPct: 4.5 } });
+    expect(decodePayload('telemetry', JSON.stringify({ ...base, live: { ...live, state: 'ended', endedAt: 1_700_000_000_500 } })).ok).toBe(true);
+  });
+  it('rejects a malformed `live` and names the field', () => {
+    const bad: [string, unknown][] = [
+      ['packets', { ...live, packets: -1 }], ['lost', { ...live, lost: 1.5 }], ['lossPct', { ...live, lossPct: 101 }], ['jitterMs', { ...live, jitterMs: -2 }],
+      ['state', { ...live, state: 'buffering' }], ['sessionId', { ...live, sessionId: '' }], ['endedAt', { ...live, endedAt: -5 }],
+      ['recoveredByRed', (({ recoveredByRed: _, ...rest }) => rest)(live)],
+    ];
+    for (const [field, value] of bad) {
+      const r = decodePayload('telemetry', JSON.stringify({ ...base, live: value }));
+      expect(r.ok, field).toBe(false);
+      if (!r.ok) expect(r.error, field).toMatch(new RegExp(field));
+    }
+    expect(() => encodePayload('telemetry', { ...base, live: { ...live, lossPct: Number.NaN } } as never)).toThrow(/refusing to publish/);
+  });
+  it('validates RADIO_LIVE_INPUT: alsa:<device> or pulse:<source>, optional', () => {
+    expect(ControllerEnv.parse({}).RADIO_LIVE_INPUT).toBeUndefined();
+    for (const ok of ['alsa:default', 'alsa:hw:1,0', 'alsa:plughw:CARD=Device,DEV=0', 'pulse:default', 'pulse:alsa_input.usb-Foo.analog-stereo', 'pulse:@DEFAULT_SOURCE@']) {
+      expect(ControllerEnv.safeParse({ RADIO_LIVE_INPUT: ok }).success, ok).toBe(true);
+    }
+    for (const bad of ['default', 'hw:1,0', 'oss:/dev/dsp', 'alsa:', 'alsa:-i', 'alsa:hw 1', 'pulse:a;b', `alsa:${'x'.repeat(200)}`]) {
+      const r = ControllerEnv.safeParse({ RADIO_LIVE_INPUT: bad });
+      expect(r.success, bad).toBe(false);
+      if (!r.success) expect(r.error.issues[0]!.message).toMatch(/RADIO_LIVE_INPUT must be alsa:<device> or pulse:<source>/);
+    }
   });
 });

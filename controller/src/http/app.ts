@@ -23,6 +23,7 @@ import { mediaRoutes } from './routes/media.js';
 import { liveRoutes } from './routes/live.js';
 import { capRoutes } from './routes/cap.js';
 import { zoneRoutes } from './routes/zones.js';
+import { streamRoutes } from './routes/streams.js';
 
 declare module 'fastify' {
   interface FastifyRequest { principal?: Principal }
@@ -108,6 +109,7 @@ export async function buildApp(svc: Services, extraPlugins: ((app: FastifyInstan
     await schedulingRoutes(api, svc);
     await liveRoutes(api, svc);
     await capRoutes(api, svc);
+    await streamRoutes(api, svc);
     for (const p of extraPlugins) await p(api, svc);
   }, { prefix: API });
   await webRoutes(app, svc);

@@ -36,7 +36,7 @@ import type { FleetLink } from '../fleet-link.js';
 import type { MediaService } from '../media/media-service.js';
 import type { NodeCacheEntry } from '../services.js';
 import type { Store } from '../store/store.js';
-import { decodePcm, LIVE_SAMPLE_RATE, startFfmpegSource, type FfmpegSource, type MicFormat } from './sources.js';
+import { decodePcm, LIVE_SAMPLE_RATE, soundcardInput, startFfmpegSource, type FfmpegSource, type MicFormat } from './sources.js';
 
 export { decodePcm, type MicFormat } from './sources.js';
 
@@ -70,6 +70,12 @@ export interface LiveOptions {
   sourceStallTimeoutMs: number;
   /** Paced sources wait for speakNow at most this long before their audio starts. */
   joinTimeoutMs: number;
+  /**
+   * A source whose audio must sound at a given instant (`audioAt`, scheduled relays) is started this long
+   * before its first frame leaves: ffmpeg's connect and probe time. Kept well under `sourceStallTimeoutMs`
+   * (its output is paused by back-pressure until the first frame).
+   */
+  sourcePrerollMs: number;
   /** speakNow once this fraction of online targets is ready (1 = all). */
   speakNowFraction: number;
   /** `ended` announcements stay retained this long, then are cleared. */
@@ -86,6 +92,7 @@ const DEFAULTS: LiveOptions = {
   micFloodCloseMs: 5000,
   sourceStallTimeoutMs: 8000,
   joinTimeoutMs: 1500,
+  sourcePrerollMs: 1500,
   speakNowFraction: 1,
   endedRetainMs: 30_000,
   recentSessions: 50,
@@ -149,7 +156,16 @@ export interface LiveSessionView extends LiveSessionInfo {
   mic: { connected: boolean; frames: number; samples: number; droppedSamples: number } | null;
 }
 
-export type LiveStart = LiveStartRequest & { exercise?: boolean };
+export type LiveStart = LiveStartRequest & {
+  exercise?: boolean;
+  /** Scheduled relay: the airing item the session carries (announced; agents feed that airing, no claim). */
+  airing?: { airingId: string; itemIndex: number };
+  /**
+   * Paced sources: the first source sample SOUNDS at this controller time (the sender's timeline starts at
+   * audioAt − D), instead of when the targets are ready. Must leave the agents time to join.
+   */
+  audioAt?: number;
+};
 
 interface Session {
   id: string;
@@ -181,6 +197,8 @@ export function createLive(deps: LiveDeps) {
   const opt: LiveOptions = { ...DEFAULTS, ...(deps.options ?? {}) };
   const db = store.db;
   const sessions = new Map<string, Session>();
+  /** PCM taps (zone streams): see `tapPcm`. */
+  const pcmTaps = new Set<LivePcmTap>();
   const recent: Session[] = [];
   /** token → session + node. */
   const tokens = new Map<string, { sessionId: string; nodeId: string }>();
@@ -358,7 +376,13 @@ export function createLive(deps: LiveDeps) {
   // ---------------------------------------------------------------- sources
 
   async function runPacedSource(s: Session, input: string[], durationMs: number | undefined, kind: string) {
-    await waitSpeakNow(s, opt.joinTimeoutMs);
+    if (s.req.audioAt !== undefined) {
+      // Timed audio: the timeline is fixed (base = audioAt − D); start the source just early enough.
+      const startAt = s.req.audioAt - s.delayMs - opt.sourcePrerollMs;
+      while (s.endedAt === null && now() < startAt) await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, startAt - now()))));
+    } else {
+      await waitSpeakNow(s, opt.joinTimeoutMs);
+    }
     if (s.endedAt !== null || !s.sender) return;
     let src: FfmpegSource;
     try {
@@ -419,6 +443,7 @@ export function createLive(deps: LiveDeps) {
       store.audit(s.communeId, ts, actor, 'live.stop', s.id, { reason, reach: reachOf(s).summary });
     })();
     sessions.delete(s.id);
+    for (const t of pcmTaps) { try { t.ended(s.id); } catch { /* a tap must not break the stop */ } }
     recent.unshift(s);
     if (recent.length > opt.recentSessions) recent.length = opt.recentSessions;
     log.info({ sessionId: s.id, reason }, 'live session ended');
@@ -504,7 +529,10 @@ export function createLive(deps: LiveDeps) {
           if (req.mediaId) deps.media.get(communeId, req.mediaId);
           break;
         case 'soundcard':
-          throw new AppError(501, 'LIVE_SOUNDCARD_UNAVAILABLE', 'sound-card input is not available on this controller');
+          // The card is the controller's (RADIO_LIVE_INPUT), validated at config load; checked again here.
+          if (!config.RADIO_LIVE_INPUT) throw new AppError(501, 'LIVE_SOUNDCARD_UNAVAILABLE', 'sound-card input is not configured on this controller: set RADIO_LIVE_INPUT (e.g. alsa:default, alsa:plughw:1,0 or pulse:default)');
+          try { soundcardInput(config.RADIO_LIVE_INPUT); } catch (e) { throw new AppError(501, 'LIVE_SOUNDCARD_UNAVAILABLE', (e as Error).message); }
+          break;
         case 'voice':
           break;
       }
@@ -513,6 +541,7 @@ export function createLive(deps: LiveDeps) {
       const priority = req.kind === 'emergency' ? 'emergency' : req.priority;
       const r: LiveStart = { ...req, priority };
       const delayMs = req.delayMs ?? opt.defaultDelayMs;
+      if (req.audioAt !== undefined && !(req.audioAt - delayMs >= now())) throw badRequest('LIVE_AUDIO_AT_PAST', '`audioAt` − delay is in the past: the timeline cannot start before now');
 
       // Emergency TTS is rendered first (urgent lane), so an unusable text fails the request.
       let mediaId = req.mediaId;
@@ -524,8 +553,12 @@ export function createLive(deps: LiveDeps) {
       const id = `live-${crypto.randomBytes(8).toString('hex')}`;
       const ts = now();
       const sender = createSessionSender({
-        socket, clock: { now: () => now() }, mode: req.kind === 'voice' ? 'live' : 'paced', agc: req.kind === 'voice',
-        ...(req.kind === 'voice' ? { maxQueueMs: 300 } : {}),
+        // A microphone or a sound card makes real time by itself and cannot be paused: 'live' mode.
+        socket, clock: { now: () => now() }, mode: req.kind === 'voice' || req.kind === 'soundcard' ? 'live' : 'paced', agc: req.kind === 'voice' || req.kind === 'soundcard',
+        ...(req.kind === 'voice' || req.kind === 'soundcard' ? { maxQueueMs: 300 } : {}),
+        // A card delivers 20 ms blocks whose phase against the timeline is arbitrary: wait up to 40 ms
+        // for a block rather than padding a frame with silence (a click) on every late wake-up.
+        ...(req.kind === 'soundcard' ? { slackMs: 40 } : {}),
         stallTimeoutMs: req.kind === 'voice' ? 3_600_000 : opt.sourceStallTimeoutMs,
         log: log.child({ sessionId: id }),
       });
@@ -533,7 +566,8 @@ export function createLive(deps: LiveDeps) {
         id, communeId, req: r, actor, delayMs, startedAt: ts, endedAt: null, endReason: null, nodes: new Map(), tokens: new Map(), announcements: new Map(),
         sender, source: null, senderStats: null, speakNow: false, speakNowWaiters: [], mic: null, micTimer: undefined, emitTimer: undefined,
       };
-      sender.start(ts);
+      // audioAt: stream position 0 is captured at audioAt − D, so it sounds at audioAt (jitter-buffer.ts (1)).
+      sender.start(req.audioAt !== undefined ? req.audioAt - delayMs : ts);
       const desc = sender.description();
       const exercise = req.exercise ?? false;
       for (const nodeId of targets) {
@@ -553,15 +587,25 @@ export function createLive(deps: LiveDeps) {
           ...deps.envelope(), sessionId: id, state: 'active', kind: req.kind, priority, title: req.title,
           rtp: { host: config.RADIO_PUBLIC_HOST, port: rtpPort }, token, ssrc: desc.ssrc, payloadType: desc.payloadType, redPayloadType: desc.redPayloadType,
           timing: { baseTimestamp: desc.timing.baseTimestamp, baseControllerMs: Math.floor(desc.timing.baseControllerMs), codecDelaySamples: desc.timing.codecDelaySamples },
-          delayMs, ...(req.forcedVolume !== undefined ? { forcedVolume: req.forcedVolume } : {}), chime: true, startedAt: ts, exercise,
+          delayMs, ...(req.forcedVolume !== undefined ? { forcedVolume: req.forcedVolume } : {}), chime: !req.airing, startedAt: ts, exercise,
+          ...(req.airing ? { airing: { airingId: req.airing.airingId, itemIndex: req.airing.itemIndex } } : {}),
         });
       }
       sessions.set(id, s);
+      // PCM tap: what goes into the sender (mic and ffmpeg sources both call sender.write) is also
+      // handed to the taps; a failing tap never disturbs the session.
+      const tapInfo: LiveTapSession = { sessionId: id, communeId, kind: req.kind, priority, targets: [...s.nodes.keys()].filter((n) => s.nodes.get(n)!.state !== 'refused'), startedAt: ts };
+      const senderWrite = sender.write.bind(sender);
+      sender.write = (pcm) => {
+        for (const t of pcmTaps) { try { t.pcm(tapInfo, pcm); } catch (e) { log.warn({ err: (e as Error).message }, 'live PCM tap failed'); } }
+        return senderWrite(pcm);
+      };
       db.transaction(() => {
         q.insertSession.run(id, communeId, req.kind, priority, req.title, actor, JSON.stringify({ ...r, ...(mediaId ? { mediaId } : {}) }), ts);
         for (const n of s.nodes.values()) writeReceipt(s, n);
         store.audit(communeId, ts, actor, req.kind === 'emergency' ? 'live.emergency' : 'live.start', id,
-          { kind: req.kind, priority, title: req.title, targets: targets.length, ...(req.url ? { url: req.url } : {}), ...(mediaId ? { mediaId } : {}), ...(exercise ? { exercise } : {}) });
+          { kind: req.kind, priority, title: req.title, targets: targets.length, ...(req.url ? { url: req.url } : {}), ...(mediaId ? { mediaId } : {}), ...(exercise ? { exercise } : {}),
+            ...(req.airing ? { airing: req.airing, audioAt: req.audioAt } : {}) });
       })();
       for (const [nodeId, a] of s.announcements) publishAnnouncement(communeId, nodeId, a);
       log.info({ sessionId: id, kind: req.kind, priority, targets: targets.length, rtpPort }, 'live session started');
@@ -582,6 +626,10 @@ export function createLive(deps: LiveDeps) {
           break;
         case 'emergency':
           void runPacedSource(s, await mediaInput(communeId, mediaId!, req.repeat), req.durationMs, 'live-emergency');
+          break;
+        case 'soundcard':
+          // Until stopped or durationMs; a card that cannot open ends the session with ffmpeg's error.
+          void runPacedSource(s, soundcardInput(config.RADIO_LIVE_INPUT!), req.durationMs, 'live-soundcard');
           break;
       }
       // A paced source that stops delivering (a relay whose server hangs) ends the session cleanly.
@@ -701,7 +749,30 @@ export function createLive(deps: LiveDeps) {
     },
 
     stats: () => ({ rtpPort, active: sessions.size, ...counters }),
+
+    /** Receive the 48 kHz mono float PCM each session's sender gets, and the sessions' ends. Returns an unsubscribe. */
+    tapPcm(tap: LivePcmTap): () => void {
+      pcmTaps.add(tap);
+      return () => { pcmTaps.delete(tap); };
+    },
   };
   return svc;
 }
 export type Live = ReturnType<typeof createLive>;
+
+/** A live session as a PCM tap sees it. */
+export interface LiveTapSession {
+  sessionId: string;
+  communeId: string;
+  kind: LiveStartRequest['kind'];
+  priority: LiveStartRequest['priority'];
+  /** Targeted node ids (refused ones excluded). */
+  targets: readonly string[];
+  startedAt: number;
+}
+
+/** A listener on the PCM that goes into live senders (zone streams). Called synchronously: keep it cheap. */
+export interface LivePcmTap {
+  pcm(session: LiveTapSession, pcm: Float32Array): void;
+  ended(sessionId: string): void;
+}

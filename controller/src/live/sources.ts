@@ -1,11 +1,14 @@
 /**
  * Live-session inputs on the controller: an ffmpeg child (a media file played live, an external stream
- * relayed) that writes 48 kHz mono s16le on stdout, paced by the session sender's back-pressure
- * ('paced' mode: write() → false pauses the pipe, 'drain' resumes it), and the PCM framing of the
- * console microphone WebSocket.
+ * relayed, a sound card captured) that writes 48 kHz mono s16le on stdout, and the PCM framing of the
+ * console microphone WebSocket. Files and relays can be paused: they are paced by the session sender's
+ * back-pressure ('paced' mode: write() → false pauses the pipe, 'drain' resumes it). A sound card
+ * produces real time by itself and cannot be paused (a paused capture overruns): its sender runs in
+ * 'live' mode, where write() never pushes back and a queue beyond maxQueueMs is dropped.
  */
 import type { Supervisor, ProcessHandle } from '../../../audio-pipeline/src/index.js';
 import type { SessionSender } from '../../../audio-pipeline/src/live/index.js';
+import { LIVE_INPUT_RE } from '../../../schemas/src/index.js';
 
 export const LIVE_SAMPLE_RATE = 48_000;
 
@@ -29,6 +32,33 @@ export function decodePcm(buf: Buffer, format: MicFormat): Float32Array {
   return out;
 }
 
+/**
+ * ffmpeg arguments (the input, and a timestamp filter for the output) of a sound card from
+ * `RADIO_LIVE_INPUT`: `alsa:<pcm>` (ffmpeg's alsa demuxer, e.g. `alsa:default`, `alsa:plughw:1,0`;
+ * the `plug` layer converts rate and channels a card lacks) or `pulse:<source>` (PulseAudio or
+ * PipeWire's pulse server, e.g. `pulse:default`). 48 kHz is asked for; the channels are
+ * the demuxer's default (2) and are mixed down to mono by the output options. ALSA reads its own
+ * configuration (/etc/asound.conf, ~/.asoundrc, ALSA_CONFIG_PATH) in the ffmpeg child, which inherits
+ * the controller's environment. Throws on a malformed value.
+ */
+export function soundcardInput(spec: string): string[] {
+  if (!LIVE_INPUT_RE.test(spec)) throw new Error(`RADIO_LIVE_INPUT must be alsa:<device> or pulse:<source> (e.g. alsa:default, alsa:plughw:1,0, pulse:default), got ${JSON.stringify(spec)}`);
+  const i = spec.indexOf(':');
+  const format = spec.slice(0, i) as 'alsa' | 'pulse';
+  const device = spec.slice(i + 1);
+  // After -i, so an output option. The capture demuxers stamp packets with the wall clock, and small
+  // ALSA periods (ffmpeg asks for the card's minimum) give packets whose timestamps collide at the muxer,
+  // which drops them (clicks): the PCM pipe needs no wall clock, so number the samples instead. And
+  // regroup into 20 ms blocks (one Opus frame), so a card with tiny periods does not turn into
+  // thousands of pipe writes a second.
+  return ['-f', format, '-sample_rate', String(LIVE_SAMPLE_RATE), '-i', device, '-af', 'asetpts=N/SR/TB,asetnsamples=n=960:p=0'];
+}
+
+/** The last two lines of ffmpeg's stderr, without the `[demuxer @ 0x…]` addresses (noise in a session's end reason). */
+export function ffmpegWords(stderr: string): string {
+  return stderr.trim().split('\n').slice(-2).map((l) => l.replace(/\[([\w-]+) @ 0x[0-9a-f]+\] /g, '$1: ')).join(' | ');
+}
+
 export interface FfmpegSource {
   /** Resolves when the input ends (EOF), rejects on a failure (bad URL, decoder error, watchdog). */
   readonly done: Promise<void>;
@@ -47,8 +77,10 @@ export async function startFfmpegSource(o: {
   kind: string;
   watchdogMs: number;
 }): Promise<FfmpegSource> {
+  // -flush_packets 1: each decoded packet goes to the pipe at once, not when ffmpeg's 32 KiB output
+  // buffer fills (a third of a second of PCM: a burst a live-mode sender would partly drop).
   const args = ['-hide_banner', '-nostdin', '-v', 'error', ...o.input, '-vn', '-ac', '1', '-ar', String(LIVE_SAMPLE_RATE),
-    ...(o.durationMs ? ['-t', (o.durationMs / 1000).toFixed(3)] : []), '-f', 's16le', 'pipe:1'];
+    ...(o.durationMs ? ['-t', (o.durationMs / 1000).toFixed(3)] : []), '-flush_packets', '1', '-f', 's16le', 'pipe:1'];
   const handle: ProcessHandle = await o.supervisor.launch({ kind: o.kind, command: 'ffmpeg', args, stdout: 'stream', lane: 'urgent', watchdogMs: o.watchdogMs });
   const out = handle.stdout!;
   let carry: Buffer | null = null;
@@ -70,7 +102,7 @@ export async function startFfmpegSource(o: {
     try {
       const r = await handle.done;
       if (!stopped && r.exitCode === 0) await drained;
-      if (!stopped && r.exitCode !== 0) throw new Error(`ffmpeg exited ${r.exitCode ?? r.signal ?? '?'}: ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`);
+      if (!stopped && r.exitCode !== 0) throw new Error(`ffmpeg exited ${r.exitCode ?? r.signal ?? '?'}: ${ffmpegWords(r.stderr)}`);
     } finally {
       o.sender.off('drain', onDrain);
     }

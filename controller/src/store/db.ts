@@ -154,6 +154,11 @@ const MIGRATIONS: string[] = [
   SCHEDULING_MIGRATION,
   LIVE_MIGRATION,
   CAP_MIGRATION,
+  // Live-session reception in telemetry: worst loss and jitter of each rollup bucket (NULL: no live session).
+  `
+  ALTER TABLE telemetry_rollup ADD COLUMN live_loss_pct REAL;
+  ALTER TABLE telemetry_rollup ADD COLUMN live_jitter_ms REAL;
+  `,
 ];
 
 export function openDb(file: string): Db {

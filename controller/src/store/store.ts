@@ -122,7 +122,7 @@ export function createStore(db: Db) {
         `SELECT ts, data FROM telemetry_raw WHERE node_id = ? AND ts >= ? AND ts <= ? ORDER BY ts DESC LIMIT ?`).all(nodeId, from, to, limit);
     },
     telemetryRollup(nodeId: string, from: number, to: number, limit: number) {
-      return db.prepare<[string, number, number, number], { bucket_ts: number; n: number; temperature_c: number; battery_v: number; mains_v: number; rssi_dbm: number; volume: number; clock_offset_ms: number }>(
+      return db.prepare<[string, number, number, number], { bucket_ts: number; n: number; temperature_c: number; battery_v: number; mains_v: number; rssi_dbm: number; volume: number; clock_offset_ms: number; live_loss_pct: number | null; live_jitter_ms: number | null }>(
         `SELECT * FROM telemetry_rollup WHERE node_id = ? AND bucket_ts >= ? AND bucket_ts <= ? ORDER BY bucket_ts DESC LIMIT ?`).all(nodeId, from, to, limit);
     },
     /**
@@ -132,11 +132,12 @@ export function createStore(db: Db) {
     compactTelemetry(before: number, bucketMs: number): number {
       return db.transaction(() => {
         db.prepare(`
-          INSERT INTO telemetry_rollup (node_id, commune_id, bucket_ts, n, temperature_c, battery_v, mains_v, rssi_dbm, volume, clock_offset_ms)
+          INSERT INTO telemetry_rollup (node_id, commune_id, bucket_ts, n, temperature_c, battery_v, mains_v, rssi_dbm, volume, clock_offset_ms, live_loss_pct, live_jitter_ms)
           SELECT node_id, commune_id, (ts / CAST(@b AS INTEGER)) * CAST(@b AS INTEGER) AS bucket, count(*),
             avg(json_extract(data, '$.temperatureC')), min(json_extract(data, '$.power.batteryV')),
             avg(json_extract(data, '$.power.mainsV')), avg(json_extract(data, '$.modem.rssiDbm')),
-            avg(json_extract(data, '$.volume')), avg(json_extract(data, '$.clock.offsetMs'))
+            avg(json_extract(data, '$.volume')), avg(json_extract(data, '$.clock.offsetMs')),
+            max(json_extract(data, '$.live.lossPct')), max(json_extract(data, '$.live.jitterMs'))
           FROM telemetry_raw WHERE ts < @before GROUP BY node_id, bucket
           ON CONFLICT(node_id, bucket_ts) DO UPDATE SET
             temperature_c = (temperature_c * n + excluded.temperature_c * excluded.n) / (n + excluded.n),
@@ -145,6 +146,9 @@ export function createStore(db: Db) {
             rssi_dbm = (rssi_dbm * n + excluded.rssi_dbm * excluded.n) / (n + excluded.n),
             volume = (volume * n + excluded.volume * excluded.n) / (n + excluded.n),
             clock_offset_ms = (clock_offset_ms * n + excluded.clock_offset_ms * excluded.n) / (n + excluded.n),
+            -- worst of both; coalesce both ways because a NULL (no live session) must not win or erase
+            live_loss_pct = max(coalesce(live_loss_pct, excluded.live_loss_pct), coalesce(excluded.live_loss_pct, live_loss_pct)),
+            live_jitter_ms = max(coalesce(live_jitter_ms, excluded.live_jitter_ms), coalesce(excluded.live_jitter_ms, live_jitter_ms)),
             n = n + excluded.n
         `).run({ b: bucketMs, before });
         return db.prepare(`DELETE FROM telemetry_raw WHERE ts < ?`).run(before).changes;

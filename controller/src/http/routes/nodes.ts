@@ -116,10 +116,14 @@ export async function nodeRoutes(root: FastifyInstance, svc: Services) {
     if (from > to) throw badRequest('BAD_RANGE', '`from` must not be after `to`');
     const raw = store.telemetryRaw(n.id, from, to, req.query.limit).map((r) => {
       const t = JSON.parse(r.data) as Telemetry;
-      return { ts: r.ts, n: 1, temperatureC: t.temperatureC, batteryV: t.power.batteryV, mainsV: t.power.mainsV, rssiDbm: t.modem.rssiDbm, volume: t.volume, clockOffsetMs: t.clock.offsetMs };
+      return {
+        ts: r.ts, n: 1, temperatureC: t.temperatureC, batteryV: t.power.batteryV, mainsV: t.power.mainsV, rssiDbm: t.modem.rssiDbm, volume: t.volume, clockOffsetMs: t.clock.offsetMs,
+        ...(t.live ? { liveLossPct: t.live.lossPct, liveJitterMs: t.live.jitterMs } : {}),
+      };
     });
     const rollup = store.telemetryRollup(n.id, from, to, req.query.limit).map((r) => ({
       ts: r.bucket_ts, n: r.n, temperatureC: r.temperature_c, batteryV: r.battery_v, mainsV: r.mains_v, rssiDbm: r.rssi_dbm, volume: r.volume, clockOffsetMs: r.clock_offset_ms,
+      ...(r.live_loss_pct !== null ? { liveLossPct: r.live_loss_pct } : {}), ...(r.live_jitter_ms !== null ? { liveJitterMs: r.live_jitter_ms } : {}),
     }));
     return { raw, rollup };
   });
