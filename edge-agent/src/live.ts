@@ -18,7 +18,7 @@
  * Scheduled relays (announcement with `airing`): the same join (endpoint, hello, jitter buffer, statuses)
  * but no player claim, volume or amplifier: the session becomes the FEED of that airing item
  * (`relayFeed(airingId, itemIndex)`), which the airing program reads at the item's slot
- * (media-program.ts). Several feeds may be open beside one claimed session. The program closes the
+ * (audio-pipeline/src/airing-program.ts). Several feeds may be open beside one claimed session. The program closes the
  * feed when the item ends or the airing is cut; the session's end, a BYE or no audio close it too.
  */
 import { pino, type Logger } from 'pino';
@@ -28,7 +28,7 @@ import {
 import type { LiveAnnouncement, LiveStatus } from '../../schemas/src/index.js';
 import type { Clock, Timers } from './clock.js';
 import type { Hardware } from './hardware.js';
-import type { RelayFeed } from './media-program.js';
+import type { RelayFeed } from '../../audio-pipeline/src/airing-program.js';
 import type { Player, Program } from './player.js';
 import type { ClockSource } from './time-sync.js';
 
@@ -377,7 +377,7 @@ export function createAgentLive(o: AgentLiveOptions) {
   }
 
   return {
-    /** The live feed of a scheduled relay item, if its session is announced and joined (media-program RelayFeeds). */
+    /** The live feed of a scheduled relay item, if its session is announced and joined (airing-program RelayFeeds). */
     relayFeed(airingId: string, itemIndex: number): RelayFeed | undefined {
       const f = feeds.get(feedKey(airingId, itemIndex));
       return f && !f.finished ? f.api : undefined;

@@ -3,7 +3,7 @@ import { priorityRank, type Airing, type Plan, type Priority } from '../../schem
 import type { MediaCache, MediaRef, WantedMedia } from './cache.js';
 import type { Clock, Timers } from './clock.js';
 import type { Hardware } from './hardware.js';
-import { prepareAiringProgram, type AiringProgram, type RelayFeeds } from './media-program.js';
+import { prepareAiringProgram, type AiringProgram, type RelayFeeds } from '../../audio-pipeline/src/airing-program.js';
 import type { EndReason, Player, Program } from './player.js';
 import { quietHoursVerdict } from './quiet-hours.js';
 import type { ReceiptQueue } from './receipts.js';

@@ -1,3 +1,4 @@
+import { seededRandom } from '../../audio-pipeline/src/live/test-signals.js';
 import type { Clock } from '../../edge-agent/src/clock.js';
 
 /**
@@ -182,14 +183,7 @@ export function createManualClock(startMs = 1_700_000_000_000): ManualClock {
  * impairment proxy. Not for anything that needs to be unpredictable. Returns floats in [0, 1).
  */
 export function createSeededRandom(seed: number | string = 1): () => number {
-  let a = typeof seed === 'number' ? seed >>> 0 : hashString(seed);
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return seededRandom(typeof seed === 'number' ? seed : hashString(seed));
 }
 
 /** FNV-1a, so string seeds (node ids) give distinct streams. */

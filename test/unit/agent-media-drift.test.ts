@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SAMPLE_RATE } from '../../edge-agent/src/hardware.js';
-import { prepareAiringProgram, type AiringProgram, type ProgramTimebase } from '../../edge-agent/src/media-program.js';
+import { prepareAiringProgram, type AiringProgram, type ProgramTimebase } from '../../audio-pipeline/src/airing-program.js';
 import { createOffsetEstimator } from '../../edge-agent/src/time-sync.js';
 import { createManualClock, createSimClock, type ManualClock, type SimClock } from '../../firmware-sim/src/sim-clock.js';
 import type { AiringItem } from '../../schemas/src/index.js';

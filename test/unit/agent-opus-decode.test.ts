@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { prepareAiringProgram } from '../../edge-agent/src/media-program.js';
-import { indexOggOpus, openOpusStream, OggOpusError, opusPacketSamples } from '../../edge-agent/src/opus-decode.js';
+import { prepareAiringProgram } from '../../audio-pipeline/src/airing-program.js';
+import { indexOggOpus, openOpusStream, OggOpusError, opusPacketSamples } from '../../audio-pipeline/src/opus-stream.js';
 import { makeToneOpus, type MediaFile } from '../helpers/agent-playout.js';
 
 const run = promisify(execFile);

@@ -168,7 +168,7 @@ const EMPTY = new Uint8Array(0);
  * process (the bench runs 200 agents per process) its glue keeps views into memory that a heap growth
  * detaches — decodes then fail with "memory access out of bounds" or "detached ArrayBuffer", and
  * libopus asserts (opus_decoder.c:492) on state that was written through a stale view. `opus-decoder`
- * is also the decoder the agent uses for its cached Ogg/Opus (edge-agent/src/opus-decode.ts), so live
+ * is also the decoder the agent uses for its cached Ogg/Opus (audio-pipeline/src/opus-stream.ts), so live
  * and scheduled audio go through the same code. Construction is asynchronous (wasm instantiation).
  */
 export async function createOpusDecoder(): Promise<FrameDecoder> {

@@ -1,10 +1,21 @@
 /**
  * Deterministic test and bench signals (48 kHz mono float): no fixture files, no binaries.
  */
-import { createSeededRandom } from '../../../firmware-sim/src/sim-clock.js';
 
-/** mulberry32, the simulator's seeded PRNG (firmware-sim/src/sim-clock.ts): series are reproducible. */
-export const seededRandom = (seed: number): (() => number) => createSeededRandom(seed);
+/**
+ * mulberry32: a seeded PRNG for reproducible test signals, bench series and the simulator's noise, loss
+ * and jitter (firmware-sim's createSeededRandom). Not for anything that must be unpredictable.
+ */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 /**
  * Vowel-like speech stand-in: a glottal-ish harmonic series (f0 gliding 100–180 Hz) shaped by three

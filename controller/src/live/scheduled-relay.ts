@@ -4,7 +4,7 @@
  * An airing is played by each agent from its plan; a relay item cannot be cached, so the controller pulls
  * the stream (ffmpeg, controller/src/live/sources.ts) and sends it as a live session to exactly the
  * airing's nodes, bound to the item (`LiveAnnouncement.airing`). The agent does not claim its speakers for
- * that session: the airing program reads it at the item's slot (edge-agent/src/media-program.ts), and
+ * that session: the airing program reads it at the item's slot (audio-pipeline/src/airing-program.ts), and
  * plays silence of the item's length (receipt `relay_not_received:<item>`) when nothing came.
  *
  * Timing: the session is announced `leadMs` before the item and its timeline is fixed so that the first

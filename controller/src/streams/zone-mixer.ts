@@ -16,7 +16,7 @@
  */
 import { pino, type Logger } from 'pino';
 import { preempts, priorityRank, type Airing, type Claim, type Priority } from '../../../schemas/src/index.js';
-import { prepareAiringProgram, type AiringProgram } from '../../../edge-agent/src/media-program.js';
+import { prepareAiringProgram, type AiringProgram } from '../../../audio-pipeline/src/airing-program.js';
 import { comparePrecedence } from '../scheduling/expand.js';
 
 export const STREAM_SAMPLE_RATE = 48_000;

@@ -8,8 +8,8 @@
  * Output is 48 kHz mono float32 (the sinks' format): multichannel streams are averaged to mono.
  */
 import { OpusDecoder } from 'opus-decoder';
-import { OggDemuxer, parseOpusHead, type OggPage, type OpusHead } from '../../audio-pipeline/src/ogg-opus.js';
-import { opusPacketSamples } from '../../audio-pipeline/src/live/rtp.js';
+import { OggDemuxer, parseOpusHead, type OggPage, type OpusHead } from './ogg-opus.js';
+import { opusPacketSamples } from './live/rtp.js';
 
 export const OPUS_RATE = 48_000;
 

@@ -1,8 +1,20 @@
 import fs from 'node:fs/promises';
 import type { AiringItem } from '../../schemas/src/index.js';
-import { SAMPLE_RATE } from './hardware.js';
-import { indexOggOpus, openOpusStream, type OggOpusIndex, type OpusPcmStream } from './opus-decode.js';
-import type { Program } from './player.js';
+import { indexOggOpus, openOpusStream, type OggOpusIndex, type OpusPcmStream } from './opus-stream.js';
+
+/** Output rate of an airing program (the agents' DAC rate and Opus' native rate). */
+const SAMPLE_RATE = 48_000;
+
+/**
+ * What a player pulls PCM from (structurally the agent's Program, edge-agent/src/player.ts): `read` fills
+ * `out` with the samples that sound from local time `presentationTime` on.
+ */
+export interface PcmProgram {
+  readonly id: string;
+  readonly kind: 'airing' | 'live' | 'test_tone';
+  read(out: Float32Array, presentationTime: number): number;
+  ended(): boolean;
+}
 
 /** A piece of an airing that produces samples in order. */
 interface Segment {
@@ -162,7 +174,7 @@ export interface DriftCorrectionStats {
   skippedFrames: number;
 }
 
-export interface AiringProgram extends Program {
+export interface AiringProgram extends PcmProgram {
   /** Programme position reached, ms (including the start offset of a resumed airing). */
   positionMs(): number;
   /** What the drift correction did so far (all zero without a timebase). */
