@@ -40,6 +40,9 @@ export async function buildApp(svc: Services, extraPlugins: ((app: FastifyInstan
     // Per-request lines would drown the log under a fleet; errors are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
+    // Zone audio streams and media downloads never end by themselves, and a client may leave a spare
+    // keep-alive socket behind: stop() closes every connection rather than waiting for them.
+    forceCloseConnections: true,
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
