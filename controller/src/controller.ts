@@ -22,6 +22,7 @@ import { createMediaService } from './media/media-service.js';
 import { createLive } from './live/index.js';
 import { createScheduledRelays, type ScheduledRelayOptions } from './live/scheduled-relay.js';
 import { createZoneStreams } from './streams/zone-stream.js';
+import { createListenKeys } from './streams/listen-keys.js';
 import { createSupervisor } from '../../audio-pipeline/src/index.js';
 import { createTts } from '../../audio-pipeline/src/tts/index.js';
 import type { NodeCacheEntry, Services } from './services.js';
@@ -111,7 +112,9 @@ export async function createController(opts: ControllerOptions = {}) {
   });
   const media = createMediaService({ store, log: log.child({ component: 'media' }), bus, now: nowInt, dataDir, supervisor, tts, isInUse: (c, id) => scheduling.isMediaInUse(c, id) });
   const live = createLive({ config, store, bus, log: log.child({ component: 'live' }), now: nowInt, envelope, link: () => link!, nodes, media, supervisor });
-  const streams = createZoneStreams({ store, live, nodes, media, now: nowInt, log });
+  // The listen keys' seal key lives beside the database, not in it (streams/listen-keys.ts).
+  const listenKeys = createListenKeys({ store, now: nowInt, sealKeyFile: path.join(dataDir, 'listen-keys.seal'), log });
+  const streams = createZoneStreams({ store, live, nodes, media, now: nowInt, log, keys: listenKeys });
   const scheduledRelays = createScheduledRelays({
     store, live, scheduling, log: log.child({ component: 'scheduled-relay' }), now: nowInt, ...(opts.scheduledRelay ? { options: opts.scheduledRelay } : {}),
   });

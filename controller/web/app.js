@@ -597,13 +597,21 @@ function buildZone(zid) {
   const form = h('form', { class: 'zone-actions' },
     h('label', { class: 'inline-field' }, volLabel, volume), applyBtn, toneBtn);
   const grid = h('div', { class: 'node-grid' });
-  // Pull streams of the zone (GET /zones/{id}/stream.ogg|.mp3): players cannot send a header, so the token rides in the URL.
-  const streamLabel = h('span', {});
+  // Pull streams of the zone (GET /zones/{id}/stream.ogg|.mp3) for IP speakers and VLC. Players cannot send a
+  // header, so the zone's listen key rides in the URL (it grants listening to this zone only, unlike the
+  // login token). Opening the panel fetches the key (GET /zones/{id}/stream); admins and operators can rotate it.
+  const streamLabel = h('summary', {});
   const streamLinks = ['ogg', 'mp3'].map((f) => h('a', { 'data-format': f, target: '_blank', rel: 'noopener', 'data-testid': `zone-stream-${f}-${zid}` }, f === 'ogg' ? 'Ogg/Opus' : 'MP3'));
-  const streams = h('p', { class: 'muted zone-streams' }, streamLabel, ' ', streamLinks[0], ' · ', streamLinks[1]);
+  const streamHint = h('span', { class: 'muted' });
+  const rotateBtn = h('button', { type: 'button', class: 'btn btn-small', 'data-testid': `zone-stream-rotate-${zid}`, hidden: true });
+  const streamOut = h('output', { class: 'cmd-result', 'aria-live': 'polite', hidden: true });
+  const streams = h('details', { class: 'zone-streams', 'data-testid': `zone-streams-${zid}` }, streamLabel,
+    h('p', {}, streamLinks[0], ' · ', streamLinks[1], ' ', rotateBtn), h('p', {}, streamHint), streamOut);
   const section = h('section', { class: 'zone', 'aria-labelledby': hid, 'data-testid': `zone-${zid}` },
     h('div', { class: 'zone-head' }, h('h3', { id: hid }, title, ' ', count), form), streams, out, grid);
-  const zv = { section, title, count, grid, volume, volLabel, applyBtn, toneBtn, form, out, streams, streamLabel, streamLinks };
+  const zv = { section, title, count, grid, volume, volLabel, applyBtn, toneBtn, form, out, streams, streamLabel, streamLinks, streamHint, rotateBtn, streamOut, streamInfo: null };
+  streams.addEventListener('toggle', () => { if (streams.open) void loadZoneStream(zid, zv); });
+  rotateBtn.addEventListener('click', () => void rotateZoneKey(zid, zv));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     void zoneCommand(zid, zv, 'set_volume', applyBtn);
@@ -621,14 +629,59 @@ function updateZone(zv, zid, nodes) {
   zv.toneBtn.textContent = t('zone.testTone');
   zv.form.setAttribute('aria-label', `${t('zone.actions')}: ${zoneName(zid)}`);
   zv.streams.hidden = !state.zones.has(zid) || !state.session?.token;
-  zv.streamLabel.textContent = t('zone.stream');
-  for (const a of zv.streamLinks) {
-    a.href = `/api/v1/zones/${encodeURIComponent(zid)}/stream.${a.dataset.format}?token=${encodeURIComponent(state.session?.token ?? '')}`;
-    a.title = t('zone.streamHint');
-  }
+  if (zv.streams.hidden) { zv.streams.open = false; zv.streamInfo = null; }
+  renderZoneStream(zv, zid);
   const none = nodes.length === 0 || !state.zones.has(zid);
   zv.applyBtn.disabled = none;
   zv.toneBtn.disabled = none;
+}
+
+/** Links of the zone's stream panel: with the listen key when the server gave one, else with the login token. */
+function renderZoneStream(zv, zid) {
+  zv.streamLabel.textContent = t('zone.stream');
+  zv.rotateBtn.textContent = t('zone.rotateKey');
+  const info = zv.streamInfo;
+  const key = info?.listenKey?.key ?? null;
+  // listenKey null: this role may not hand out keys; the links then carry the user's own login token.
+  const byToken = info !== null && info.listenKey === null;
+  for (const a of zv.streamLinks) {
+    const f = a.dataset.format;
+    const path = `/api/v1/zones/${encodeURIComponent(zid)}/stream.${f}`;
+    const href = key ? `${path}?key=${encodeURIComponent(key)}` : byToken ? `${path}?token=${encodeURIComponent(state.session?.token ?? '')}` : null;
+    if (href) a.href = href; else a.removeAttribute('href');
+    a.title = key ? t('zone.streamKeyHint') : t('zone.streamHint');
+  }
+  zv.streamHint.textContent = !info ? t('zone.streamLoading')
+    : key ? t('zone.streamKeyHint')
+      : byToken ? t('zone.streamHint') : t('zone.streamKeyHidden');
+  zv.rotateBtn.hidden = !info?.listenKey;
+}
+
+async function loadZoneStream(zid, zv) {
+  try {
+    zv.streamInfo = await api('GET', `/zones/${encodeURIComponent(zid)}/stream`);
+  } catch (e) {
+    zv.streamInfo = null;
+    zv.streamOut.hidden = false;
+    zv.streamOut.textContent = e.message;
+  }
+  renderZoneStream(zv, zid);
+}
+
+async function rotateZoneKey(zid, zv) {
+  if (!(await confirmAction(t('zone.confirmRotateKey', { zone: zoneName(zid) })))) return;
+  zv.rotateBtn.disabled = true;
+  try {
+    const r = await api('POST', `/zones/${encodeURIComponent(zid)}/stream/key`);
+    zv.streamInfo = { ...(zv.streamInfo ?? {}), listenKey: { key: r.key, createdAt: r.createdAt, rotatedAt: r.rotatedAt } };
+    zv.streamOut.textContent = t('zone.keyRotated', { n: r.disconnected });
+  } catch (e) {
+    zv.streamOut.textContent = e.message;
+  } finally {
+    zv.streamOut.hidden = false;
+    zv.rotateBtn.disabled = false;
+    renderZoneStream(zv, zid);
+  }
 }
 
 async function zoneCommand(zid, zv, name, btn) {

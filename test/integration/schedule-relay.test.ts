@@ -144,22 +144,38 @@ describe('a relay item of a scheduled programme', () => {
     const relays = h.t.ctl.scheduledRelays;
     const communeId = h.t.ctl.config.RADIO_COMMUNE_ID;
     const pending = (airingId: string) => relays.items().some((x) => x.airingId === airingId && x.state === 'pending');
-    const first = await scheduleAt('s-relay-3', '08:15');
-    await waitFor(() => pending(first.airingId), { what: 'the relay start planned' });
-    expect(relays.items().find((x) => x.airingId === first.airingId)).toMatchObject({ itemIndex: 1, startAt: first.startAt + CHIME_MS, url, sessionId: null });
-    // Edited: another slot, another airing id; the old start is cancelled, the new one planned.
-    const moved = await h.ok<{ nextAirings: { airingId: string; startAt: number }[] }>('PATCH', '/api/v1/schedules/s-relay-3', { recurrence: { kind: 'once', at: `${DAY}T08:16` } }, 200);
-    const second = moved.nextAirings[0]!;
-    expect(second.startAt).toBe(at('08:16'));
-    await waitFor(() => pending(second.airingId) && !relays.items().some((x) => x.airingId === first.airingId), { what: 'the relay start moved' });
-    // Deleted: nothing is planned, and nothing starts when its time comes.
-    expect((await h.api('DELETE', '/api/v1/schedules/s-relay-3')).status).toBe(204);
-    await waitFor(() => !relays.items().some((x) => x.airingId === second.airingId), { what: 'the relay start dropped' });
-    // Past the moment it would have been announced (the item starts at +CHIME_MS).
-    await h.stepTo(second.startAt + 500);
-    relays.refresh();
-    expect(relays.items().filter((x) => x.airingId === first.airingId || x.airingId === second.airingId)).toEqual([]);
-    expect(h.t.ctl.live.list(communeId).active).toEqual([]);
+    // What the runner knows at the very moment the scheduling service reports a re-plan: this listener is
+    // registered after the runner's, so it runs right after the runner reconciled, in the same synchronous
+    // call, before any poll or periodic refresh could have run.
+    const atReplan: { airingId: string; state: string }[][] = [];
+    const off = h.t.ctl.scheduling.onReplanned((c) => { if (c === communeId) atReplan.push(relays.items()); });
+    try {
+      const first = await scheduleAt('s-relay-3', '08:15');
+      await waitFor(() => pending(first.airingId), { what: 'the relay start planned' });
+      expect(relays.items().find((x) => x.airingId === first.airingId)).toMatchObject({ itemIndex: 1, startAt: first.startAt + CHIME_MS, url, sessionId: null });
+      // Edited: another slot, another airing id; the old start is cancelled, the new one planned — at once.
+      atReplan.length = 0;
+      const moved = await h.ok<{ nextAirings: { airingId: string; startAt: number }[] }>('PATCH', '/api/v1/schedules/s-relay-3', { recurrence: { kind: 'once', at: `${DAY}T08:16` } }, 200);
+      const second = moved.nextAirings[0]!;
+      expect(second.startAt).toBe(at('08:16'));
+      expect(atReplan.length).toBeGreaterThan(0);
+      expect(atReplan[0]!.filter((x) => x.airingId === second.airingId).map((x) => x.state)).toEqual(['pending']);
+      expect(atReplan[0]!.some((x) => x.airingId === first.airingId)).toBe(false);
+      expect(pending(second.airingId) && !relays.items().some((x) => x.airingId === first.airingId)).toBe(true);
+      // Deleted: nothing is planned (at once), and nothing starts when its time comes.
+      atReplan.length = 0;
+      expect((await h.api('DELETE', '/api/v1/schedules/s-relay-3')).status).toBe(204);
+      expect(atReplan.length).toBeGreaterThan(0);
+      expect(atReplan[0]!.some((x) => x.airingId === second.airingId)).toBe(false);
+      expect(relays.items().some((x) => x.airingId === second.airingId)).toBe(false);
+      // Past the moment it would have been announced (the item starts at +CHIME_MS).
+      await h.stepTo(second.startAt + 500);
+      relays.refresh();
+      expect(relays.items().filter((x) => x.airingId === first.airingId || x.airingId === second.airingId)).toEqual([]);
+      expect(h.t.ctl.live.list(communeId).active).toEqual([]);
+    } finally {
+      off();
+    }
   }, 30_000);
 
   it('starts a relay item already on air (as after a controller restart) late, for what is left of it', async () => {

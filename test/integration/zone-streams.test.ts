@@ -9,6 +9,10 @@
  *   heard too, and the JSON view says what is on air; a live session preempts it, and it comes back after.
  * - Unknown zone → 404 ZONE_NOT_FOUND; no or a wrong credential → 401; a node's Basic credentials work.
  * - After the last listener leaves, the mixer and the encoders stop.
+ * - Listen keys: the JSON view gives admins the zone's key URL (created on first look, audited), which plays
+ *   in ffmpeg; a wrong key or another zone's key → 401; a role that may not see keys gets none and cannot
+ *   rotate (403). Rotating: the old URL is refused at once, a player on it is disconnected (a token
+ *   listener is not), the new key plays, and the rotation is in the audit trail.
  */
 import { spawn, type ChildProcess, execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -17,6 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashPassword } from '../../controller/src/secrets.js';
 import { quietHoursAwayFrom } from '../helpers/agent-playout.js';
 import { startTestController, type TestController } from '../helpers/controller.js';
 import { waitFor } from '../helpers/wait.js';
@@ -203,4 +208,102 @@ describe('zone pull streams', () => {
     await a.exited;
     await waitFor(() => t.ctl.streams.stats().zones === 0 && t.ctl.streams.stats().supervisor.running === 0, { what: 'mixer and encoders to stop' });
   }, 30_000);
+
+  describe('listen keys', () => {
+    interface Info { formats: { format: string; path: string; url: string; listenUrl: string | null }[]; listenKey: { key: string | null; createdAt: number; rotatedAt: number } | null }
+    const keyUrl = (zone: string, f: 'mp3' | 'ogg', key: string) => `${t.base}/api/v1/zones/${zone}/stream.${f}?key=${encodeURIComponent(key)}`;
+    const keyOf = async (zone: string) => {
+      const r = await t.api<Info>('GET', `/api/v1/zones/${zone}/stream`);
+      expect(r.status).toBe(200);
+      return r.body;
+    };
+    const audit = () => t.ctl.store.listAudit(t.ctl.config.RADIO_COMMUNE_ID, 500, 0);
+
+    it('the JSON view gives an admin the zone\'s key URL, which plays; a wrong key or another zone\'s key is refused', async () => {
+      const info = await keyOf(ZONE);
+      const key = info.listenKey?.key;
+      expect(key).toMatch(/^[A-Za-z0-9_-]{22,}$/); // base64url, ≥ 128 bits
+      expect(Buffer.from(key!, 'base64url').length).toBeGreaterThanOrEqual(16);
+      for (const f of info.formats) expect(f.listenUrl).toBe(`${f.url}?key=${encodeURIComponent(key!)}`);
+      // Created on that first look (audited), stable afterwards, stored only as a hash and a sealed copy.
+      expect(audit().filter((a) => a.action === 'zone.stream_key.create' && a.target === ZONE)).toHaveLength(1);
+      expect((await keyOf(ZONE)).listenKey?.key).toBe(key);
+      const row = t.ctl.store.db.prepare<[string], { key_hash: string; key_sealed: string; commune_id: string }>('SELECT * FROM zone_stream_keys WHERE zone_id = ?').get(ZONE)!;
+      expect(row.commune_id).toBe(t.ctl.config.RADIO_COMMUNE_ID);
+      expect(row.key_hash).toMatch(/^[0-9a-f]{64}$/);
+      expect(JSON.stringify(row)).not.toContain(key!);
+
+      // The key URL plays in a player: MP3 frames that ffmpeg decodes to audio.
+      const a = listen(keyUrl(ZONE, 'mp3', key!), ['-t', '1']);
+      const r = await a.exited;
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(a.samples().length).toBeGreaterThan(RATE / 2);
+
+      const otherKey = (await keyOf(OTHER)).listenKey!.key!;
+      expect(otherKey).not.toBe(key);
+      for (const bad of [keyUrl(ZONE, 'mp3', 'not-the-key'), keyUrl(ZONE, 'ogg', otherKey), keyUrl(OTHER, 'mp3', key!), keyUrl('no-such-zone', 'mp3', key!),
+        // A key is judged alone: a valid token beside a wrong key does not let it through.
+        `${keyUrl(ZONE, 'mp3', otherKey)}&token=${encodeURIComponent(t.token)}`]) {
+        const res = await fetch(bad);
+        expect(res.status, bad).toBe(401);
+        expect(((await res.json()) as { code: string }).code).toBe('UNAUTHENTICATED');
+      }
+      // The key grants listening, nothing else.
+      expect((await fetch(`${t.base}/api/v1/zones/${ZONE}/stream`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(401);
+      expect((await fetch(`${t.base}/api/v1/zones?key=${encodeURIComponent(key!)}`)).status).toBe(401);
+
+      // A role that may not hand out keys (a technician) sees no key and cannot rotate.
+      t.ctl.store.db.prepare(`INSERT INTO users (commune_id, username, password_hash, role, created_at) VALUES (?, 'zs-tech', ?, 'technician', ?)`)
+        .run(t.ctl.config.RADIO_COMMUNE_ID, hashPassword('tech-password'), Date.now());
+      const login = await t.ctl.app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { username: 'zs-tech', password: 'tech-password' } });
+      const techToken = (login.json() as { token: string }).token;
+      const asTech = await t.ctl.app.inject({ method: 'GET', url: `/api/v1/zones/${ZONE}/stream`, headers: { authorization: `Bearer ${techToken}` } });
+      expect(asTech.statusCode).toBe(200);
+      expect(asTech.json()).toMatchObject({ listenKey: null, formats: [{ listenUrl: null }, { listenUrl: null }] });
+      expect(asTech.body).not.toContain(key!);
+      const rotTech = await t.ctl.app.inject({ method: 'POST', url: `/api/v1/zones/${ZONE}/stream/key`, headers: { authorization: `Bearer ${techToken}` } });
+      expect(rotTech.statusCode).toBe(403);
+      expect((await keyOf(ZONE)).listenKey?.key).toBe(key);
+      await waitFor(() => t.ctl.streams.stats().zones === 0, { what: 'the zone stream to stop' });
+    }, 30_000);
+
+    it('rotating: the old URL is refused at once, its player disconnected (not a token listener), the new key plays, audited', async () => {
+      const old = (await keyOf(ZONE)).listenKey!.key!;
+      const onKey = listen(keyUrl(ZONE, 'mp3', old));
+      const onToken = listen(streamUrl(ZONE, 'ogg'));
+      await waitFor(() => onKey.samples().length >= RATE / 2 && onToken.samples().length >= RATE / 2, { what: 'both players decoding', timeoutMs: 20_000 });
+      expect(t.ctl.streams.status(t.ctl.config.RADIO_COMMUNE_ID, ZONE).listeners.total).toBe(2);
+
+      const rot = await t.api<{ zoneId: string; key: string; rotatedAt: number; disconnected: number; formats: { format: string; listenUrl: string }[] }>('POST', `/api/v1/zones/${ZONE}/stream/key`);
+      expect(rot.status).toBe(200);
+      expect(rot.body.key).not.toBe(old);
+      expect(rot.body.disconnected).toBe(1);
+      expect(rot.body.formats.map((f) => f.listenUrl.endsWith(`/api/v1/zones/${ZONE}/stream.${f.format}?key=${encodeURIComponent(rot.body.key)}`))).toEqual([true, true]);
+      // The player on the old key is cut off (its ffmpeg sees the stream end and exits).
+      await onKey.exited;
+      expect(t.ctl.streams.status(t.ctl.config.RADIO_COMMUNE_ID, ZONE).listeners).toMatchObject({ total: 1, ogg: 1, mp3: 0 });
+      // The old URL no longer opens; the JSON view shows the new key.
+      expect((await fetch(keyUrl(ZONE, 'mp3', old))).status).toBe(401);
+      expect((await keyOf(ZONE)).listenKey).toMatchObject({ key: rot.body.key, rotatedAt: rot.body.rotatedAt });
+      // The token listener was not touched: it keeps decoding.
+      const had = onToken.samples().length;
+      await waitFor(() => onToken.samples().length > had + RATE / 4, { what: 'the token listener still receiving after the rotation', timeoutMs: 10_000 });
+      expect(onToken.proc.exitCode).toBeNull();
+
+      const fresh = listen(keyUrl(ZONE, 'ogg', rot.body.key), ['-t', '1']);
+      const r = await fresh.exited;
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(fresh.samples().length).toBeGreaterThan(RATE / 2);
+
+      const row = audit().find((a) => a.action === 'zone.stream_key.rotate' && a.target === ZONE);
+      expect(row).toMatchObject({ actor: 'admin', detail: { disconnected: 1 } });
+      expect(JSON.stringify(audit())).not.toContain(rot.body.key);
+
+      onToken.proc.kill('SIGTERM');
+      await onToken.exited;
+      await waitFor(() => t.ctl.streams.stats().zones === 0 && t.ctl.streams.stats().supervisor.running === 0, { what: 'mixer and encoders to stop' });
+    }, 40_000);
+  });
 });

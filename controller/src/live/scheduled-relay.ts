@@ -14,8 +14,9 @@
  *
  * Which items: the preview of the scheduling service, i.e. the same expansion (scheduling/expand.ts) and
  * the same programme/schedule state that the node plans are built from, over [now, now + lookaheadMs).
- * It is recomputed when any node plan of the commune is republished (a schedule or programme edited,
- * deleted, a node moved: node_plans versions change) and every `refreshMs` otherwise. A pending start
+ * It is recomputed at once when the scheduling service re-plans the commune (`scheduling.onReplanned`: a
+ * schedule or programme edited or deleted, quiet hours, a node moved, the rolling re-plan), and every
+ * `refreshMs` otherwise (a fallback: the window moves, and a missed notification heals). A pending start
  * whose item is gone or changed is cancelled or rescheduled; a running session whose item is gone is
  * stopped, one whose item changed (url, nodes, time) is stopped and started again for the rest.
  *
@@ -40,7 +41,7 @@ export interface ScheduledRelayOptions {
   delayMs: number;
   /** How often starts, ends and plan changes are checked, ms. */
   pollMs: number;
-  /** Recompute the airings this often even without a plan change (the window moves), ms. */
+  /** Recompute the airings this often even without a re-plan notification (the window moves), ms. */
   refreshMs: number;
   /** Airings looked at: [now, now + lookaheadMs). */
   lookaheadMs: number;
@@ -58,7 +59,7 @@ const DEFAULTS: ScheduledRelayOptions = {
   leadMs: 3000,
   delayMs: 1000,
   pollMs: 250,
-  refreshMs: 30_000,
+  refreshMs: 60_000,
   lookaheadMs: 10 * 60_000,
   minJoinMs: 1000,
   minRemainingMs: 2000,
@@ -113,12 +114,11 @@ export function createScheduledRelays(deps: ScheduledRelayDeps) {
   const { log, now, live, scheduling, store } = deps;
   const opt: ScheduledRelayOptions = { ...DEFAULTS, ...(deps.options ?? {}) };
   const entries = new Map<string, Entry>();
-  /** Per commune: the node_plans signature and the controller time of the last expansion. */
-  const seen = new Map<string, { sig: string; at: number }>();
+  /** Per commune: the controller time of the last expansion (absent: expand at the next poll). */
+  const seen = new Map<string, number>();
   const qCommunes = store.db.prepare<[], { id: string }>('SELECT id FROM communes ORDER BY id');
-  const qPlans = store.db.prepare<[], { commune_id: string; n: number; v: number; p: number }>(
-    'SELECT commune_id, count(*) AS n, total(version) AS v, max(published_at) AS p FROM node_plans GROUP BY commune_id');
   let timer: NodeJS.Timeout | undefined;
+  let offReplanned: (() => void) | undefined;
   let running = false;
   let polling = false;
 
@@ -282,14 +282,12 @@ export function createScheduledRelays(deps: ScheduledRelayDeps) {
     polling = true;
     try {
       const t = now();
-      const sigs = new Map(qPlans.all().map((r) => [r.commune_id, `${r.n}|${r.v}|${r.p}`]));
       for (const { id } of qCommunes.all()) {
-        const sig = sigs.get(id) ?? '';
-        const s = seen.get(id);
-        if (s && s.sig === sig && t - s.at < opt.refreshMs && t >= s.at) continue;
+        const at = seen.get(id);
+        if (at !== undefined && t - at < opt.refreshMs && t >= at) continue;
         try {
           reconcile(id, t);
-          seen.set(id, { sig, at: t });
+          seen.set(id, t);
         } catch (err) {
           log.error({ err, communeId: id }, 'scheduled relay: expanding the airings failed');
         }
@@ -306,6 +304,12 @@ export function createScheduledRelays(deps: ScheduledRelayDeps) {
     start() {
       if (running) return;
       running = true;
+      // A re-plan is reconciled at once (inside the request that edited the schedule), not at the next
+      // refresh. If a poll is under way, the commune stays unseen and the next poll (pollMs) takes it.
+      offReplanned = scheduling.onReplanned((communeId) => {
+        seen.delete(communeId);
+        poll();
+      });
       poll();
       timer = setInterval(poll, opt.pollMs);
       timer.unref();
@@ -313,6 +317,8 @@ export function createScheduledRelays(deps: ScheduledRelayDeps) {
     /** Stop planning; sessions already on air end with live.stop(). Idempotent. */
     stop() {
       running = false;
+      offReplanned?.();
+      offReplanned = undefined;
       clearInterval(timer);
       timer = undefined;
     },

@@ -54,6 +54,9 @@ export interface SchedulingDeps {
   conflictHorizonDays?: number;
 }
 
+/** Told that a commune was re-planned; `published`: the nodes whose plan changed (may be empty). */
+export type ReplannedListener = (communeId: string, r: { published: readonly string[] }) => void;
+
 /** Who acts (the HTTP principal): everything is scoped to their commune. */
 export interface Actor { communeId: string; username: string }
 
@@ -188,6 +191,15 @@ export function createScheduling(deps: SchedulingDeps) {
    */
   const pendingReplan = new Set<string>();
   let replanTimer: NodeJS.Timeout | undefined;
+  /** onReplanned listeners: told after every re-plan of a commune (the scheduled relay runner). */
+  const replannedListeners = new Set<ReplannedListener>();
+
+  /** Synchronous, after the plans are stored and published; a failing listener is logged, never the caller's error. */
+  function notifyReplanned(communeId: string, published: readonly string[]) {
+    for (const l of [...replannedListeners]) {
+      try { l(communeId, { published }); } catch (e) { log.error({ err: e, communeId }, 're-plan listener failed'); }
+    }
+  }
 
   function replanCommune(communeId: string): { published: string[] } {
     const ctx = context(communeId);
@@ -242,7 +254,9 @@ export function createScheduling(deps: SchedulingDeps) {
       try { l?.publishRaw(topicFor('plan', p.nodeId), p.body, true); } catch (e) { log.error({ err: e, nodeId: p.nodeId }, 'publishing plan failed'); }
     }
     if (out.length) log.info({ communeId, nodes: out.length, from, to }, 'plans published');
-    return { published: out.map((p) => p.nodeId) };
+    const published = out.map((p) => p.nodeId);
+    notifyReplanned(communeId, published);
+    return { published };
   }
 
   function replanAll(): { published: string[] } {
@@ -486,6 +500,14 @@ export function createScheduling(deps: SchedulingDeps) {
     /** Re-plan every commune now (the rolling timer calls this; tests with a stepped clock too). */
     tick: () => replanAll(),
     replanCommune,
+    /**
+     * Call `listener` after every re-plan of a commune (a schedule, programme, quiet hours or node
+     * changed, or the rolling timer), synchronously, once the new plans are stored. Returns the unsubscribe.
+     */
+    onReplanned(listener: ReplannedListener): () => void {
+      replannedListeners.add(listener);
+      return () => { replannedListeners.delete(listener); };
+    },
 
     onPlanAck(nodeId: string, a: PlanAck) {
       const cur = repo.nodePlan(nodeId);
@@ -533,6 +555,7 @@ export function createScheduling(deps: SchedulingDeps) {
         // Forget the content so a node re-created with this id is sent a plan, at a higher version.
         if (cur) repo.putNodePlan({ ...cur, contentHash: '', airingCount: 0 });
         link()?.publishRaw(topic, '', true);
+        if (cur) notifyReplanned(cur.communeId, []);
         return;
       }
       // Coalesced: bulk provisioning creates nodes one request at a time, and a whole-commune re-plan per

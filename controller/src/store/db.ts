@@ -159,6 +159,19 @@ const MIGRATIONS: string[] = [
   ALTER TABLE telemetry_rollup ADD COLUMN live_loss_pct REAL;
   ALTER TABLE telemetry_rollup ADD COLUMN live_jitter_ms REAL;
   `,
+  // Listen keys of the zones' pull streams (streams/listen-keys.ts): SHA-256 of the key, and the key sealed
+  // (AES-256-GCM) under a seal key kept in a file of the data directory, so the console can show it again.
+  `
+  CREATE TABLE zone_stream_keys (
+    zone_id TEXT PRIMARY KEY REFERENCES zones(id) ON DELETE CASCADE,
+    commune_id TEXT NOT NULL REFERENCES communes(id),
+    key_hash TEXT NOT NULL,
+    key_sealed TEXT,
+    created_at INTEGER NOT NULL,
+    rotated_at INTEGER NOT NULL
+  );
+  CREATE INDEX zone_stream_keys_commune ON zone_stream_keys(commune_id);
+  `,
 ];
 
 export function openDb(file: string): Db {

@@ -23,6 +23,7 @@ import type { MediaService } from '../media/media-service.js';
 import type { NodeCacheEntry } from '../services.js';
 import type { Store } from '../store/store.js';
 import { createMp3FrameSplitter, createOggPageSplitter } from './framing.js';
+import { createListenKeys, type ListenKeys } from './listen-keys.js';
 import { createZoneMixer, STREAM_SAMPLE_RATE, type OnAir, type ZoneMixer, type ZoneMixerOptions } from './zone-mixer.js';
 
 export type StreamFormat = 'ogg' | 'mp3';
@@ -56,6 +57,8 @@ export interface ZoneStreamsDeps {
   log?: Logger;
   /** Runs the encoders; default: a supervisor of the streams' own (see the header). */
   supervisor?: Supervisor;
+  /** Per-zone listen keys (`?key=`); default: keys whose seal key lives only in this process (listen-keys.ts). */
+  keys?: ListenKeys;
   options?: Partial<ZoneStreamOptions>;
 }
 
@@ -74,6 +77,8 @@ interface Listener {
   started: boolean;
   since: number;
   bytes: number;
+  /** Admitted by the zone's listen key (not a user or node credential): dropped when the key is rotated. */
+  viaKey: boolean;
 }
 
 interface Encoder {
@@ -111,12 +116,13 @@ export function createZoneStreams(deps: ZoneStreamsDeps) {
   const own = !deps.supervisor;
   const supervisor = deps.supervisor ?? createSupervisor({ concurrency: o.maxEncoders, urgentSlots: 0, log });
   const zones = new Map<string, ZoneState>();
+  const keys = deps.keys ?? createListenKeys({ store: deps.store, now: deps.now, log });
   /** Session id → keys of the zones its targets are in (computed once, at its first PCM). */
   const sessionZones = new Map<string, { s: LiveTapSession; zones: Set<string> }>();
   let nextListener = 1;
   let running = false;
   let offTap: (() => void) | undefined;
-  const counters = { listenersServed: 0, slowDropped: 0, encoderFailures: 0 };
+  const counters = { listenersServed: 0, slowDropped: 0, encoderFailures: 0, keyDropped: 0 };
   const keyOf = (communeId: string, zoneId: string) => `${communeId}|${zoneId}`;
 
   // ------------------------------------------------------------------ what the zone plays
@@ -347,7 +353,7 @@ export function createZoneStreams(deps: ZoneStreamsDeps) {
      * checked the principal and that the zone exists in its commune. Throws StreamRefused (503) when
      * the limits are reached or the service is stopped.
      */
-    async attach(communeId: string, zoneId: string, format: StreamFormat, res: ServerResponse, meta: { zoneName?: string } = {}): Promise<void> {
+    async attach(communeId: string, zoneId: string, format: StreamFormat, res: ServerResponse, meta: { zoneName?: string; viaKey?: boolean } = {}): Promise<void> {
       if (!running) throw new StreamRefused(503, 'STREAM_UNAVAILABLE', 'zone streams are not running');
       const existing = zones.get(keyOf(communeId, zoneId));
       if (existing && existing.listeners.size >= o.maxListenersPerZone) {
@@ -357,7 +363,7 @@ export function createZoneStreams(deps: ZoneStreamsDeps) {
         throw new StreamRefused(503, 'STREAM_ENCODER_LIMIT', `the controller already runs ${o.maxEncoders} stream encoders; try again later`);
       }
       const z = zoneState(communeId, zoneId);
-      const l: Listener = { id: nextListener++, res, format, started: false, since: deps.now(), bytes: 0 };
+      const l: Listener = { id: nextListener++, res, format, started: false, since: deps.now(), bytes: 0, viaKey: meta.viaKey === true };
       z.listeners.add(l);
       counters.listenersServed++;
       res.on('close', () => removeListener(z, l));
@@ -396,6 +402,31 @@ export function createZoneStreams(deps: ZoneStreamsDeps) {
     },
 
     options: (): Readonly<ZoneStreamOptions> => o,
+
+    /** The zones' listen keys (verify, ensure, reveal); rotate through `rotateKey`. */
+    keys,
+
+    /**
+     * New listen key for the zone; the old one stops working at once and every listener it admitted is
+     * disconnected (the caller has checked the principal and the zone). Returns the new key (shown once).
+     */
+    rotateKey(communeId: string, zoneId: string) {
+      // Synchronous from here to the end: no request on the old key can be admitted in between (the
+      // route verifies and attaches in one tick).
+      const k = keys.rotate(communeId, zoneId);
+      let disconnected = 0;
+      const z = zones.get(keyOf(communeId, zoneId));
+      if (z) {
+        for (const l of [...z.listeners]) {
+          if (!l.viaKey) continue;
+          disconnected++;
+          removeListener(z, l);
+        }
+      }
+      counters.keyDropped += disconnected;
+      if (disconnected) log.info({ zoneId, disconnected }, 'listen key rotated: listeners on the old key disconnected');
+      return { ...k, disconnected };
+    },
 
     stats() {
       return {
