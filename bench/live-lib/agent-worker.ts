@@ -1,8 +1,19 @@
 /**
  * A child process running a share of the bench fleet (the live bench's own worker: firmware-sim's
- * fleet-worker cannot swap the sink). Per agent: simulated hardware (offset clock, drift), and EITHER
- * the amplifier-gated virtual DAC (onsets in true time) OR a paced pcm-pipe sink (firmware-sim) writing
- * 48 kHz s16le to the reader's Unix socket, paced by the agent's own clock.
+ * fleet-worker cannot swap the sink). Per agent: simulated hardware (offset clock, drift) and one of
+ *  - 'pipe': a paced pcm-pipe sink (firmware-sim) writing 48 kHz s16le to the reader's Unix socket, paced
+ *    by the agent's own clock: the MEASURED sinks;
+ *  - 'dac': the amplifier-gated virtual DAC (onsets in true time), the full playout path;
+ *  - 'onset': a cheap sink for the agents nobody listens to. Paced by the agent's clock like a DAC (shared
+ *    10 ms ticker), it pulls from the player (jitter buffer: decode, resample) until the first non-silent
+ *    sample has left with the amplifier on, records that instant in true time, and then only advances its
+ *    frame count without pulling. It exists because 2 cores cannot decode 200–1,000 Opus streams in real
+ *    time; each real cluster has its own CPU. Such an agent still joins, says hello, receives and buffers
+ *    every packet (the controller's fan-out and the network load are unchanged), reports its states, and
+ *    its first sound is checked; it just does not decode what follows;
+ *  - 'null': never pulls (the emergency run's unmeasured majority: 1,000 agents cannot even decode the
+ *    session's silent lead-in on 2 cores). It joins, says hello and receives and buffers every packet, so
+ *    the controller's fan-out and readiness wait are real; it reports `ready`, never `playing`.
  *
  * Loss: random loss on the RTP path is applied HERE, in-process at the receiver: every datagram that
  * arrives on a UDP socket of this process and is RTP (not RTCP) is dropped with probability lossPct,
@@ -12,26 +23,32 @@
  * amplifier that is held warm, so no warm-up and no attention chime sit in front of the audio.
  *
  * IPC: parent → {type:'start', agents} → {type:'started'}; {type:'loss', pct}; {type:'query', id, since}
- *      → {type:'result', id, nodes}; {type:'stop'} → exits.
+ *      → {type:'result', id, nodes, dropped, lag}; {type:'stop'} → exits.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { createAgent, type Agent } from '../../edge-agent/src/agent.js';
+import type { Clock } from '../../edge-agent/src/clock.js';
+import type { AudioSink, PcmSource } from '../../edge-agent/src/hardware.js';
 import { createPcmPipeSink, type PcmPipeSink } from '../../firmware-sim/src/pcm-pipe-sink.js';
-import { createSeededRandom } from '../../firmware-sim/src/sim-clock.js';
+import { createSeededRandom, trueClock } from '../../firmware-sim/src/sim-clock.js';
 import { createSimHardware, type SimHardware } from '../../firmware-sim/src/sim-hardware.js';
-import { createTicker } from '../../firmware-sim/src/virtual-dac.js';
+import { createFramePacer, createTicker, type FramePacer, type Ticker } from '../../firmware-sim/src/virtual-dac.js';
 import type { ProvisionedNode } from '../../firmware-sim/src/fleet.js';
 
 export interface BenchAgentSpec {
   spec: ProvisionedNode;
   offsetMs: number;
   driftPpm: number;
-  /** Reader socket + label: this agent plays into a pcm-pipe sink. */
+  /** See the header. 'pipe' needs `pipe`. */
+  sink: 'pipe' | 'dac' | 'onset' | 'null';
+  /** Reader socket + label for a pcm-pipe sink. */
   pipe?: { path: string; label: string };
   warm?: boolean;
-  syncIntervalMs: number;
+  /** Time-sync period once synced; undefined = the agent's default (16 s). */
+  syncIntervalMs?: number;
 }
 
 export interface BenchNodeState {
@@ -41,14 +58,95 @@ export interface BenchNodeState {
   samples: number;
   onsets: number[];
   live: ReturnType<Agent['live']['stats']> | null;
-  sink: { underruns: number; underrunFrames: number } | null;
+  sink: { underruns: number; underrunFrames: number; backpressured: number; skippedFrames: number } | null;
+  /** The agent's idea of controller time minus true time (the controller runs on the machine clock), ms. */
+  syncErrorMs: number;
+}
+
+/** Event-loop delay of a worker since the last reset, ms (perf_hooks histogram, 10 ms resolution). */
+export interface WorkerLag { p50: number; p99: number; max: number }
+
+/**
+ * The cheap sink of the header: pulls until the first sound, records it, then only keeps time. Like the
+ * virtual DAC (and ALSA), frame 0 leaves `leadMs` after start() and each block is asked for `leadMs`
+ * before it leaves, so the jitter buffer has the same deadline as on the DAC.
+ */
+function createOnsetSink(clock: Clock, ticker: Ticker, audible: () => boolean, settled: () => boolean, threshold = 0.01, leadMs = 20): AudioSink & { onsets(): number[]; pulledFrames(): number } {
+  const rate = 48_000;
+  const period = 480;
+  const buf = new Float32Array(period);
+  const onsetList: number[] = [];
+  let pacer: FramePacer | null = null;
+  let source: PcmSource | null = null;
+  let unsub: (() => void) | null = null;
+  let frames = 0;
+  let pulled = 0;
+  let heard = false;
+  let done = false;
+  let running = false;
+  const tick = () => {
+    if (!pacer) return;
+    const t = trueClock.now();
+    pacer.update(t);
+    const due = pacer.playhead(t + leadMs);
+    // Done once it has sounded AND the stream itself plays (a cold amplifier's chime sounds first):
+    // leave the ticker, the frame count is brought up to date on stop().
+    if (heard && !done && settled()) { done = true; unsub?.(); unsub = null; }
+    if (done || !source) { frames = Math.max(frames, Math.floor(due / period) * period); return; }
+    const hwNow = clock.now();
+    while (frames <= due && !done) {
+      buf.fill(0);
+      source.read(buf, pacer.hwTimeOfFrame(frames, t, hwNow));
+      pulled += period;
+      for (let i = 0; i < period && !heard; i++) {
+        const x = buf[i]!;
+        if ((x >= threshold || x <= -threshold) && audible()) {
+          onsetList.push(pacer.trueTimeOfFrame(frames + i));
+          heard = true;
+          break;
+        }
+      }
+      frames += period;
+    }
+  };
+  return {
+    sampleRate: rate,
+    attach(s) { source = s; },
+    start() {
+      if (running) return;
+      running = true;
+      if (!pacer) pacer = createFramePacer(clock, rate);
+      pacer.anchor(frames, trueClock.now() + leadMs);
+      heard = false;
+      done = false;
+      unsub = ticker.add(tick);
+    },
+    stop() {
+      if (!running) return;
+      running = false;
+      unsub?.();
+      unsub = null;
+      if (pacer) frames = Math.max(frames, Math.floor(pacer.playhead(trueClock.now() + leadMs) / period) * period);
+    },
+    stats: () => ({ framesPlayed: frames, underruns: 0, underrunFrames: 0 }),
+    onsets: () => onsetList,
+    pulledFrames: () => pulled,
+  };
 }
 
 let lossPct = 0;
 let dropped = 0;
+/** UDP datagrams this process sent (hellos, receiver reports) and received (RTP + RTCP), for the trace. */
+const udp = { sent: 0, received: 0 };
+const origSend = dgram.Socket.prototype.send;
+(dgram.Socket.prototype as any).send = function (this: dgram.Socket, ...args: unknown[]): void {
+  udp.sent++;
+  (origSend as (...a: unknown[]) => void).apply(this, args);
+};
 const rnd = createSeededRandom(20250505);
 const origEmit = dgram.Socket.prototype.emit;
 (dgram.Socket.prototype as any).emit = function (this: dgram.Socket, ev: string | symbol, ...args: unknown[]): boolean {
+  if (ev === 'message') udp.received++;
   if (ev === 'message' && lossPct > 0) {
     const m = args[0] as Buffer;
     if (m.length >= 12 && m[0]! >> 6 === 2) {
@@ -62,23 +160,32 @@ const origEmit = dgram.Socket.prototype.emit;
 
 const log = pino({ level: process.env.RADIO_LOG_LEVEL ?? 'error' });
 const ticker = createTicker(10);
-interface Running { b: BenchAgentSpec; agent: Agent; hw: SimHardware; pipe: PcmPipeSink | null; sock: net.Socket | null }
+const lagH = monitorEventLoopDelay({ resolution: 10 });
+lagH.enable();
+interface Running { b: BenchAgentSpec; agent: Agent; hw: SimHardware; pipe: PcmPipeSink | null; onset: ReturnType<typeof createOnsetSink> | null; sock: net.Socket | null }
 let running: Running[] = [];
 
 function build(b: BenchAgentSpec): Running {
   const hw = createSimHardware({ nodeId: b.spec.nodeId, seed: b.spec.nodeId, offsetMs: b.offsetMs, driftPpm: b.driftPpm, warmupMs: b.warm ? 0 : 300, volume: 80, dac: { ticker }, log });
   let sock: net.Socket | null = null;
   let pipe: PcmPipeSink | null = null;
-  if (b.pipe) {
+  let onset: ReturnType<typeof createOnsetSink> | null = null;
+  if (b.sink === 'pipe') {
+    if (!b.pipe) throw new Error('a pipe sink needs the reader socket');
     sock = net.connect(b.pipe.path);
     sock.setNoDelay(true);
     sock.write(`${b.pipe.label}\n`);
     pipe = createPcmPipeSink({ output: sock, clock: hw.clock, log });
+  } else if (b.sink === 'onset') {
+    onset = createOnsetSink(hw.clock, ticker, () => { const st = hw.status(); return st.amplifier.state === 'on' && !st.mute && st.volume > 0; },
+      () => agent.live.stats()?.state === 'playing');
   }
+  const nullSink: AudioSink | null = b.sink === 'null' ? { sampleRate: 48_000, attach: () => {}, start: () => {}, stop: () => {}, stats: () => ({ framesPlayed: 0, underruns: 0, underrunFrames: 0 }) } : null;
+  const swap: AudioSink | null = pipe ?? onset ?? nullSink;
   const warm = b.warm === true;
   const wrapped = new Proxy(hw, {
     get(t, p) {
-      if (p === 'sink' && pipe) return pipe;
+      if (p === 'sink' && swap) return swap;
       if (p === 'setAmplifier' && warm) return (on: boolean) => (on ? t.setAmplifier(true) : Promise.resolve());
       const v = Reflect.get(t, p, t) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
@@ -86,17 +193,17 @@ function build(b: BenchAgentSpec): Running {
   });
   const agent: Agent = createAgent({
     nodeId: b.spec.nodeId, credentials: { username: b.spec.username, password: b.spec.password }, brokerUrl: b.spec.mqttUrl,
-    hardware: wrapped, log, telemetryIntervalMs: 10_000, keepaliveS: 8, syncIntervalMs: b.syncIntervalMs, liveBindAddress: '127.0.0.1',
+    hardware: wrapped, log, keepaliveS: 8, ...(b.syncIntervalMs !== undefined ? { syncIntervalMs: b.syncIntervalMs } : {}), liveBindAddress: '127.0.0.1',
     onReboot: () => { void agent.stop().then(() => agent.start()); },
   });
   // Held warm: on from power-up, never switched off (see the header).
   if (warm) void hw.setAmplifier(true).catch(() => {});
-  return { b, agent, hw, pipe, sock };
+  return { b, agent, hw, pipe, onset, sock };
 }
 
 const send = (m: unknown) => process.send?.(m);
 
-process.on('message', (m: { type: string; id?: number; agents?: BenchAgentSpec[]; pct?: number; since?: number }) => {
+process.on('message', (m: { type: string; id?: number; agents?: BenchAgentSpec[]; pct?: number; since?: number; resetLag?: boolean }) => {
   void (async () => {
     try {
       switch (m.type) {
@@ -128,12 +235,15 @@ process.on('message', (m: { type: string; id?: number; agents?: BenchAgentSpec[]
             const st = r.pipe ? r.pipe.stats() : null;
             return {
               nodeId: r.b.spec.nodeId, connected: r.agent.connected(), synced: e.synced, samples: e.samples,
-              onsets: r.pipe ? [] : r.hw.sink.onsets().filter((x) => x.trueMs >= since).map((x) => x.trueMs),
+              syncErrorMs: r.agent.clockSource.toController(r.hw.clock.now()) - trueClock.now(),
+              onsets: r.pipe || r.b.sink === 'null' ? [] : r.onset ? r.onset.onsets().filter((x) => x >= since) : r.hw.sink.onsets().filter((x) => x.trueMs >= since).map((x) => x.trueMs),
               live: r.agent.live.stats() ?? null,
-              sink: st ? { underruns: st.underruns, underrunFrames: st.underrunFrames } : null,
+              sink: st ? { underruns: st.underruns, underrunFrames: st.underrunFrames, backpressured: st.backpressured, skippedFrames: st.skippedFrames } : null,
             };
           });
-          send({ type: 'result', id: m.id, nodes, dropped });
+          const lag: WorkerLag = { p50: lagH.percentile(50) / 1e6, p99: lagH.percentile(99) / 1e6, max: lagH.max / 1e6 };
+          if (m.resetLag) lagH.reset();
+          send({ type: 'result', id: m.id, nodes, dropped, lag, udp });
           return;
         }
         case 'stop':

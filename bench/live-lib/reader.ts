@@ -6,8 +6,8 @@
  *  - snapclients it spawns itself (`--player file:filename=stdout`): their stdout pipe.
  * The hot path only appends bytes and (time, cumulative samples) pairs; click detection runs at collect.
  *
- * IPC: parent → {type:'spawn', label, cmd, args} | {type:'collect', id} | {type:'reset'} | {type:'stop'}
- *      child  → {type:'listening'} | {type:'result', id, streams: StreamResult[]}
+ * IPC: parent → {type:'spawn', id, label, cmd, args} | {type:'collect', id} | {type:'reset'} | {type:'stop'}
+ *      child  → {type:'listening'} | {type:'result', id, pid} | {type:'result', id, streams: StreamResult[]}
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -17,7 +17,7 @@ import { RATE, detectClicks, silentRuns } from './signal.js';
 export interface StreamResult {
   label: string;
   samples: number;
-  /** [true ms, cumulative samples received by then]. */
+  /** [true ms, index of the first sample of the chunk that arrived then]. */
   arrivals: [number, number][];
   clicks: number[];
   gaps: [number, number][];
@@ -30,11 +30,17 @@ interface Stream { label: string; chunks: Buffer[]; bytes: number; arrivals: [nu
 let streams: Stream[] = [];
 const children: ChildProcess[] = [];
 
+/**
+ * Stamp = (arrival, index of the FIRST sample in the chunk): a real-time writer hands over a chunk when
+ * its first sample is due and the rest follow at the sample rate, as a sink playing the bytes as they
+ * arrive would sound them. Stamping the chunk's last sample instead would make every sample look one
+ * chunk early: 5 ms for our pipe sink, 50 ms for snapclient's file player (it writes 50 ms chunks).
+ */
 function onData(s: Stream, b: Buffer): void {
   const t = now();
+  s.arrivals.push([t, Math.floor(s.bytes / 2)]);
   s.chunks.push(b);
   s.bytes += b.length;
-  s.arrivals.push([t, Math.floor(s.bytes / 2)]);
 }
 
 const server = net.createServer((sock) => {
@@ -75,6 +81,7 @@ process.on('message', (m: { type: string; id?: number; label?: string; cmd?: str
       streams.push(s);
       c.stdout.on('data', (b: Buffer) => onData(s, b));
       children.push(c);
+      process.send?.({ type: 'result', id: m.id, pid: c.pid ?? null });
       return;
     }
     case 'killChildren':

@@ -216,6 +216,8 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
 
   let pos: number | null = null; // fractional stream position of the next output sample
   let decodedAny = false;
+  // Highest stream position holding a non-zero sample (digital silence after it: read() skips the resampler).
+  let lastSound = -Infinity;
   let concealRun = 0;
   let ended = false;
   let endPos = Infinity;
@@ -326,6 +328,13 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
 
   function writeRing(at: number, data: Float32Array, n: number): void {
     for (let i = 0; i < n; i++) ring[(at + i - origin) & mask] = data[i] ?? 0;
+    // From the end: speech exits at once, a silent frame (session lead-in, pauses) costs one pass.
+    for (let i = Math.min(n, data.length) - 1; i >= 0; i--) {
+      if (data[i] !== 0) {
+        if (at + i > lastSound) lastSound = at + i;
+        break;
+      }
+    }
   }
 
   /** Produce the chunk of audio that starts at ringEnd, by decoding, RED, PLC or silence. */
@@ -477,6 +486,13 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
       const last = p0 + (n - 1) * ratio;
       const firstIdx = Math.floor(p0) - 1;
       fillTo(Math.floor(last) + 3, firstIdx);
+      if (lastSound < firstIdx && last < endPos) {
+        // Every sample the interpolation would touch ([firstIdx, last + 2]) is digital silence: skip it. A
+        // fleet of small agents waiting for a session's first words otherwise spends its CPU resampling zeros.
+        out.fill(0);
+        pos = p0 + n * ratio;
+        return n;
+      }
       // Hot loop: cubic (Catmull-Rom) interpolation at fractional positions.
       const lo = ringEnd === null ? Infinity : Math.max(ringStart, 0);
       const hi = ringEnd === null ? -Infinity : Math.min(ringEnd, endPos);

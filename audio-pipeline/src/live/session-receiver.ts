@@ -199,6 +199,8 @@ export interface LiveReceiverEndpoint {
   stats(): RtpReceiverStats & { hellosSent: number; sendErrors: number };
 }
 
+const FAST_RETRIES = 8;
+
 export function createLiveReceiverEndpoint(o: LiveReceiverEndpointOptions): LiveReceiverEndpoint {
   const log = (o.log ?? pino({ level: 'silent' })).child({ component: 'live-receiver' });
   const localSsrc = (o.localSsrc ?? randomInt(0, 0xffff_ffff)) >>> 0;
@@ -214,6 +216,9 @@ export function createLiveReceiverEndpoint(o: LiveReceiverEndpointOptions): Live
   let stopped = false;
   let hellosSent = 0;
   let sendErrors = 0;
+  /** Any datagram from the controller's address: our hello got through, no fast retry needed. */
+  let heardBack = false;
+  let retryTimer: NodeJS.Timeout | undefined;
 
   const hello = (): void => {
     if (!started || stopped || !receiver) return;
@@ -233,6 +238,19 @@ export function createLiveReceiverEndpoint(o: LiveReceiverEndpointOptions): Live
     }
   };
 
+  // Until the controller answers, repeat the hello every 200–400 ms (random: a fleet that joined together
+  // must not retry in lockstep), at most FAST_RETRIES times: a hello lost to a full socket buffer or a
+  // lossy link otherwise costs a whole interval of the join (the emergency budget is 1 s).
+  const retryUntilHeard = (n: number): void => {
+    if (heardBack || stopped || n >= FAST_RETRIES) return;
+    retryTimer = setTimeout(() => {
+      if (heardBack || stopped) return;
+      hello();
+      retryUntilHeard(n + 1);
+    }, 200 + Math.random() * 200);
+    retryTimer.unref?.();
+  };
+
   return {
     async start() {
       if (started) return;
@@ -249,6 +267,7 @@ export function createLiveReceiverEndpoint(o: LiveReceiverEndpointOptions): Live
       });
       const r = receiver;
       socket.on('message', (msg, rinfo) => {
+        if (!heardBack && rinfo.port === o.controller.port && rinfo.address === controllerAddress) heardBack = true;
         r.handle(msg, rinfo, o.clock.now());
       });
       socket.on('error', (err) => log.warn({ err }, 'live receive socket error'));
@@ -262,11 +281,13 @@ export function createLiveReceiverEndpoint(o: LiveReceiverEndpointOptions): Live
       hello();
       timer = setI(hello, interval);
       timer.unref?.();
+      retryUntilHeard(0);
     },
     async stop() {
       if (stopped) return;
       stopped = true;
       clearI(timer);
+      clearTimeout(retryTimer);
       if (!started) return;
       await new Promise<void>((resolve) => socket.close(() => resolve()));
     },
