@@ -15,6 +15,11 @@
  * 'live' mode drops the oldest queued samples beyond `maxQueueMs` (bounded latency), 'paced' mode
  * (files, relays that can be paused) returns false from write() and emits 'drain' later.
  *
+ * Latency recovery ('live' mode): a microphone that stalls and then delivers its backlog leaves that
+ * backlog queued, so every later word would sound that much later for the rest of the session. While
+ * more than one frame is queued, the sender drops 5 ms blocks at the head of the queue whose
+ * peak is below `quietDropLevel` (pauses between words), never speech; `catchUpSamples` counts them.
+ *
  * The sender does not own the socket and knows nothing about nodes or tokens: the caller adds a
  * destination when it has checked a receiver's hello (symmetric RTP, see rtp.ts buildHello).
  */
@@ -66,6 +71,8 @@ export interface SessionSenderOptions {
   slackMs?: number;
   /** Input queue bound: live default 100 ms (drop beyond), paced default 200 ms (write() → false). */
   maxQueueMs?: number;
+  /** Live mode: a queued 5 ms block with a peak under this (linear, after AGC) may be dropped to win back latency; default 0.02 (−34 dBFS); 0 disables. */
+  quietDropLevel?: number;
   /** RTCP SR period; 0 disables; default 5000 ms. */
   senderReportIntervalMs?: number;
   /** No input for this long emits 'stall' once (until input resumes); default 3000 ms. */
@@ -87,6 +94,8 @@ export interface SessionSenderStats {
   paddedSamples: number;
   /** Input samples dropped because the queue exceeded maxQueueMs (live mode). */
   droppedSamples: number;
+  /** Queued input dropped in quiet 5 ms blocks to win back latency after a stall (live mode). */
+  catchUpSamples: number;
   queuedMs: number;
   destinations: number;
   stalls: number;
@@ -139,6 +148,10 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
   const slackMs = o.slackMs ?? 10;
   const maxQueue = Math.round(((o.maxQueueMs ?? (mode === 'live' ? 100 : 200)) * rate) / 1000);
   const srInterval = o.senderReportIntervalMs ?? 5000;
+  const quietLevel = mode === 'live' ? (o.quietDropLevel ?? 0.02) : 0;
+  // Input arriving on time leaves less than a frame queued between sends.
+  const catchUpAbove = N;
+  const quietBlock = Math.round(0.005 * rate);
   const stallMs = o.stallTimeoutMs ?? 3000;
   const agc: AgcState | null = o.agc ? createAgcState(o.agc === true ? {} : o.agc) : null;
 
@@ -157,7 +170,7 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
   let wantDrain = false;
   let octets = 0;
   const frame = new Float32Array(N);
-  const st = { framesSent: 0, datagramsSent: 0, bytesSent: 0, sendErrors: 0, paddedFrames: 0, paddedSamples: 0, droppedSamples: 0, stalls: 0 };
+  const st = { framesSent: 0, datagramsSent: 0, bytesSent: 0, sendErrors: 0, paddedFrames: 0, paddedSamples: 0, droppedSamples: 0, catchUpSamples: 0, stalls: 0 };
 
   function send(bytes: Uint8Array, d: UdpDestination): void {
     st.datagramsSent++;
@@ -211,6 +224,15 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
         take(n);
         sendFrame();
       } else break;
+    }
+    // Win back latency a stall left queued, in quiet blocks only (see the header).
+    while (quietLevel > 0 && fifoLen - quietBlock >= catchUpAbove) {
+      let peak = 0;
+      for (let i = 0; i < quietBlock; i++) { const v = Math.abs(fifo[i]!); if (v > peak) peak = v; }
+      if (peak >= quietLevel) break;
+      fifo.copyWithin(0, quietBlock, fifoLen);
+      fifoLen -= quietBlock;
+      st.catchUpSamples += quietBlock;
     }
     if (mode === 'live' && fifoLen > maxQueue) {
       const drop = fifoLen - maxQueue;

@@ -70,6 +70,8 @@ export interface LiveOptions {
   sourceStallTimeoutMs: number;
   /** Paced sources wait for speakNow at most this long before their audio starts. */
   joinTimeoutMs: number;
+  /** Emergency: the first sample sounds this long + D after the request (agents join meanwhile). */
+  emergencyJoinMs: number;
   /**
    * A source whose audio must sound at a given instant (`audioAt`, scheduled relays) is started this long
    * before its first frame leaves: ffmpeg's connect and probe time. Kept well under `sourceStallTimeoutMs`
@@ -92,6 +94,7 @@ const DEFAULTS: LiveOptions = {
   micFloodCloseMs: 5000,
   sourceStallTimeoutMs: 8000,
   joinTimeoutMs: 1500,
+  emergencyJoinMs: 400,
   sourcePrerollMs: 1500,
   speakNowFraction: 1,
   endedRetainMs: 30_000,
@@ -339,15 +342,15 @@ export function createLive(deps: LiveDeps) {
     const topic = topicFor('live', nodeId);
     const body = deps.link().publish('live', nodeId, a);
     store.putRetained(topic, communeId, body, now());
-    return topic;
+    return { topic, body };
   }
 
   function scheduleClear(topic: string, body: string) {
     const t = setTimeout(() => {
       clearTimers.delete(t);
       // Only if nothing newer was announced on this topic meanwhile.
-      const cur = store.allRetained().find((r) => r.topic === topic);
-      if (cur && cur.payload !== body) return;
+      const cur = store.getRetained(topic);
+      if (cur !== undefined && cur !== body) return;
       deps.link().publishRaw(topic, '', true);
       store.putRetained(topic, '', '', now());
     }, opt.endedRetainMs);
@@ -427,16 +430,18 @@ export function createLive(deps: LiveDeps) {
     }
     for (const tok of s.tokens.keys()) tokens.delete(tok);
     const ts = now();
-    for (const [nodeId, a] of s.announcements) {
-      const ended: LiveAnnouncement = { ...a, ...deps.envelope(), state: 'ended', endedAt: ts };
-      try {
-        const topic = publishAnnouncement(s.communeId, nodeId, ended);
-        const body = store.allRetained().find((r) => r.topic === topic)?.payload ?? '';
-        scheduleClear(topic, body);
-      } catch (e) {
-        log.warn({ err: (e as Error).message, nodeId }, 'could not publish the end of a live session');
+    // One transaction for the retained rows of every target (1,000 clusters: one commit, not 1,000).
+    db.transaction(() => {
+      for (const [nodeId, a] of s.announcements) {
+        const ended: LiveAnnouncement = { ...a, ...deps.envelope(), state: 'ended', endedAt: ts };
+        try {
+          const { topic, body } = publishAnnouncement(s.communeId, nodeId, ended);
+          scheduleClear(topic, body);
+        } catch (e) {
+          log.warn({ err: (e as Error).message, nodeId }, 'could not publish the end of a live session');
+        }
       }
-    }
+    })();
     db.transaction(() => {
       q.endSession.run(ts, reason, JSON.stringify(s.senderStats ?? {}), s.id);
       for (const n of s.nodes.values()) writeReceipt(s, n);
@@ -463,7 +468,9 @@ export function createLive(deps: LiveDeps) {
   const svc = {
     async start() {
       if (socket) return;
-      const sock = dgram.createSocket('udp4');
+      // A large receive buffer: 1,000 agents' hellos arrive in one burst when a session starts (the kernel
+      // caps it at net.core.rmem_max; raise that on a big commune's controller).
+      const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 * 1024 * 1024 });
       sock.on('message', onDatagram);
       sock.on('error', (e) => log.warn({ err: e.message }, 'RTP socket error'));
       try {
@@ -490,8 +497,8 @@ export function createLive(deps: LiveDeps) {
         try { a = JSON.parse(r.payload) as LiveAnnouncement; } catch { continue; }
         if (a.state !== 'active') { scheduleClear(r.topic, r.payload); continue; }
         const communeId = deps.nodes.get(m[1]!)?.communeId ?? config.RADIO_COMMUNE_ID;
-        publishAnnouncement(communeId, m[1]!, { ...a, ...deps.envelope(), state: 'ended', endedAt: ts });
-        scheduleClear(r.topic, store.allRetained().find((x) => x.topic === r.topic)?.payload ?? '');
+        const { body } = publishAnnouncement(communeId, m[1]!, { ...a, ...deps.envelope(), state: 'ended', endedAt: ts });
+        scheduleClear(r.topic, body);
       }
       for (const o of open) {
         q.endSession.run(ts, 'controller_restart', null, o.id);
@@ -552,13 +559,19 @@ export function createLive(deps: LiveDeps) {
 
       const id = `live-${crypto.randomBytes(8).toString('hex')}`;
       const ts = now();
+      // Emergency: no waiting for every target to say ready (one slow cluster of 1,000 would hold
+      // everyone's warning back). The timeline is fixed at once: the first sample sounds at
+      // now + emergencyJoinMs + D on every cluster that has joined by then; ffmpeg starts meanwhile.
+      if (req.kind === 'emergency' && r.audioAt === undefined) r.audioAt = ts + opt.emergencyJoinMs + delayMs;
       const sender = createSessionSender({
         // A microphone or a sound card makes real time by itself and cannot be paused: 'live' mode.
         socket, clock: { now: () => now() }, mode: req.kind === 'voice' || req.kind === 'soundcard' ? 'live' : 'paced', agc: req.kind === 'voice' || req.kind === 'soundcard',
         ...(req.kind === 'voice' || req.kind === 'soundcard' ? { maxQueueMs: 300 } : {}),
-        // A card delivers 20 ms blocks whose phase against the timeline is arbitrary: wait up to 40 ms
-        // for a block rather than padding a frame with silence (a click) on every late wake-up.
-        ...(req.kind === 'soundcard' ? { slackMs: 40 } : {}),
+        // A card delivers 20 ms blocks whose phase against the timeline is arbitrary, and a browser's
+        // microphone chunks cross a WebSocket and a busy event loop: wait up to 40 ms for late input
+        // rather than padding a frame with silence (a gap at every cluster); a backlog that a longer
+        // stall leaves is won back in the pauses between words (session-sender latency recovery).
+        ...(req.kind === 'soundcard' || req.kind === 'voice' ? { slackMs: 40 } : {}),
         stallTimeoutMs: req.kind === 'voice' ? 3_600_000 : opt.sourceStallTimeoutMs,
         log: log.child({ sessionId: id }),
       });
@@ -567,7 +580,7 @@ export function createLive(deps: LiveDeps) {
         sender, source: null, senderStats: null, speakNow: false, speakNowWaiters: [], mic: null, micTimer: undefined, emitTimer: undefined,
       };
       // audioAt: stream position 0 is captured at audioAt − D, so it sounds at audioAt (jitter-buffer.ts (1)).
-      sender.start(req.audioAt !== undefined ? req.audioAt - delayMs : ts);
+      sender.start(r.audioAt !== undefined ? r.audioAt - delayMs : ts);
       const desc = sender.description();
       const exercise = req.exercise ?? false;
       for (const nodeId of targets) {
@@ -607,7 +620,7 @@ export function createLive(deps: LiveDeps) {
           { kind: req.kind, priority, title: req.title, targets: targets.length, ...(req.url ? { url: req.url } : {}), ...(mediaId ? { mediaId } : {}), ...(exercise ? { exercise } : {}),
             ...(req.airing ? { airing: req.airing, audioAt: req.audioAt } : {}) });
       })();
-      for (const [nodeId, a] of s.announcements) publishAnnouncement(communeId, nodeId, a);
+      db.transaction(() => { for (const [nodeId, a] of s.announcements) publishAnnouncement(communeId, nodeId, a); })();
       log.info({ sessionId: id, kind: req.kind, priority, targets: targets.length, rtpPort }, 'live session started');
       emitSoon(s);
 

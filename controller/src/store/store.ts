@@ -201,6 +201,7 @@ export function createStore(db: Db) {
       else db.prepare(`INSERT INTO retained (topic, commune_id, payload, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(topic) DO UPDATE SET payload = excluded.payload, updated_at = excluded.updated_at`).run(topic, communeId, payload, ts);
     },
     allRetained: () => db.prepare<[], { topic: string; payload: string }>(`SELECT topic, payload FROM retained`).all(),
+    getRetained: (topic: string) => db.prepare<[string], { payload: string }>(`SELECT payload FROM retained WHERE topic = ?`).get(topic)?.payload,
     // --- settings
     getSetting: (key: string) => db.prepare<[string], { value: string }>(`SELECT value FROM settings WHERE key = ?`).get(key)?.value,
     setSetting: (key: string, value: string) => db.prepare(`INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(key, value),
