@@ -17,7 +17,7 @@
  *
  * Latency recovery ('live' mode): a microphone that stalls and then delivers its backlog leaves that
  * backlog queued, so every later word would sound that much later for the rest of the session. While
- * more than one frame is queued, the sender drops 5 ms blocks at the head of the queue whose
+ * more than one frame + slack is queued, the sender drops 5 ms blocks at the head of the queue whose
  * peak is below `quietDropLevel` (pauses between words), never speech; `catchUpSamples` counts them.
  *
  * The sender does not own the socket and knows nothing about nodes or tokens: the caller adds a
@@ -149,8 +149,10 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
   const maxQueue = Math.round(((o.maxQueueMs ?? (mode === 'live' ? 100 : 200)) * rate) / 1000);
   const srInterval = o.senderReportIntervalMs ?? 5000;
   const quietLevel = mode === 'live' ? (o.quietDropLevel ?? 0.02) : 0;
-  // Input arriving on time leaves less than a frame queued between sends.
-  const catchUpAbove = N;
+  // Keep a frame + slack of input queued: frames then leave at their capture instant with their samples
+  // there; a smaller queue would starve the sender into sending every frame at its slack limit, late
+  // for the agents' playout margin.
+  const catchUpAbove = N + Math.round((slackMs * rate) / 1000);
   const quietBlock = Math.round(0.005 * rate);
   const stallMs = o.stallTimeoutMs ?? 3000;
   const agc: AgcState | null = o.agc ? createAgcState(o.agc === true ? {} : o.agc) : null;
