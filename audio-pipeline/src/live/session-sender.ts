@@ -19,6 +19,10 @@
  * backlog queued, so every later word would sound that much later for the rest of the session. While
  * more than one frame + slack is queued, the sender drops 5 ms blocks at the head of the queue whose
  * peak is below `quietDropLevel` (pauses between words), never speech; `catchUpSamples` counts them.
+ * The other way round, input that resumes after the timeline ran dry (the microphone connecting, or
+ * back from a stall) starts in the frame whose capture window holds "now", and the frames before it
+ * leave as silence at once: otherwise its first samples would be labelled up to 20 ms + slack EARLIER
+ * than they were spoken, and every later frame would leave at its slack limit, late at the agents.
  *
  * The sender does not own the socket and knows nothing about nodes or tokens: the caller adds a
  * destination when it has checked a receiver's hello (symmetric RTP, see rtp.ts buildHello).
@@ -170,6 +174,8 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
   let lastInputAt = NaN;
   let stalled = false;
   let wantDrain = false;
+  /** Live mode: the last frame left with no input at all (the source is not delivering). */
+  let starved = false;
   let octets = 0;
   const frame = new Float32Array(N);
   const st = { framesSent: 0, datagramsSent: 0, bytesSent: 0, sendErrors: 0, paddedFrames: 0, paddedSamples: 0, droppedSamples: 0, catchUpSamples: 0, stalls: 0 };
@@ -214,6 +220,16 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
   function pump(): void {
     if (!running) return;
     const now = o.clock.now();
+    if (mode === 'live' && starved && fifoLen > 0) {
+      // Resuming input: the frames whose capture window has passed leave as silence now (see header).
+      while (base + (k + 1) * frameMs <= now) {
+        st.paddedFrames++;
+        st.paddedSamples += N;
+        frame.fill(0);
+        sendFrame();
+      }
+      starved = false;
+    }
     for (;;) {
       const capture = base + k * frameMs;
       if (fifoLen >= N && now >= capture) {
@@ -221,6 +237,7 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
         sendFrame();
       } else if (now >= capture + frameMs + slackMs) {
         const n = Math.min(fifoLen, N);
+        if (n === 0) starved = true;
         st.paddedFrames++;
         st.paddedSamples += N - n;
         take(n);

@@ -70,8 +70,6 @@ export interface LiveOptions {
   sourceStallTimeoutMs: number;
   /** Paced sources wait for speakNow at most this long before their audio starts. */
   joinTimeoutMs: number;
-  /** Emergency: the first sample sounds this long + D after the request (agents join meanwhile). */
-  emergencyJoinMs: number;
   /**
    * A source whose audio must sound at a given instant (`audioAt`, scheduled relays) is started this long
    * before its first frame leaves: ffmpeg's connect and probe time. Kept well under `sourceStallTimeoutMs`
@@ -94,7 +92,6 @@ const DEFAULTS: LiveOptions = {
   micFloodCloseMs: 5000,
   sourceStallTimeoutMs: 8000,
   joinTimeoutMs: 1500,
-  emergencyJoinMs: 400,
   sourcePrerollMs: 1500,
   speakNowFraction: 1,
   endedRetainMs: 30_000,
@@ -559,10 +556,6 @@ export function createLive(deps: LiveDeps) {
 
       const id = `live-${crypto.randomBytes(8).toString('hex')}`;
       const ts = now();
-      // Emergency: no waiting for every target to say ready (one slow cluster of 1,000 would hold
-      // everyone's warning back). The timeline is fixed at once: the first sample sounds at
-      // now + emergencyJoinMs + D on every cluster that has joined by then; ffmpeg starts meanwhile.
-      if (req.kind === 'emergency' && r.audioAt === undefined) r.audioAt = ts + opt.emergencyJoinMs + delayMs;
       const sender = createSessionSender({
         // A microphone or a sound card makes real time by itself and cannot be paused: 'live' mode.
         socket, clock: { now: () => now() }, mode: req.kind === 'voice' || req.kind === 'soundcard' ? 'live' : 'paced', agc: req.kind === 'voice' || req.kind === 'soundcard',
