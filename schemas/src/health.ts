@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { AgentHeader, EpochMs, Id } from './envelope.js';
 import { Priority, Volume } from './priority.js';
+import { LiveNodeState, LiveReceptionStats } from './live.js';
 
 /** Retained on radio/v1/node/{id}/status. The agent's last will publishes `offline` here. */
 export const Availability = AgentHeader.extend({
@@ -75,20 +76,9 @@ export const NowPlaying = z.object({
  * ended): the receiver-side figures of the RTP path (RFC 3550 §6.4.2 terms), so a technician sees a
  * lossy 4G link in the node's health, not only in a session's receipts.
  */
-export const LiveReception = z.object({
+export const LiveReception = LiveReceptionStats.extend({
   sessionId: z.string().min(1).max(64),
-  state: z.enum(['joining', 'ready', 'playing', 'ended', 'refused', 'failed']),
-  /** RTP packets accepted. */
-  packets: z.number().int().nonnegative(),
-  /** 20 ms frames the listener did not get (concealed by Opus PLC or silent). */
-  lost: z.number().int().nonnegative(),
-  /** Packets that arrived after their playout instant. */
-  late: z.number().int().nonnegative(),
-  concealed: z.number().int().nonnegative(),
-  /** Frames whose own packet was missing, played from the next packet's RED copy (RFC 2198). */
-  recoveredByRed: z.number().int().nonnegative(),
-  /** Interarrival jitter (RFC 3550 §6.4.1), ms. */
-  jitterMs: z.number().nonnegative(),
+  state: LiveNodeState,
   /** Frames whose own packet did not arrive in time (recovered by RED or lost), percent of the frames due. */
   lossPct: z.number().min(0).max(100),
   /** Agent time the session ended on this node (absent while it runs). */

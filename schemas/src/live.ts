@@ -45,19 +45,30 @@ export const LiveAnnouncement = Envelope.extend({
 });
 export type LiveAnnouncement = z.infer<typeof LiveAnnouncement>;
 
+/** A live session's state on one node. */
+export const LiveNodeState = z.enum(['joining', 'ready', 'playing', 'ended', 'refused', 'failed']);
+
+/** Reception figures of a live session on one node (LiveStatus reports, node telemetry). */
+export const LiveReceptionStats = z.object({
+  /** RTP packets accepted. */
+  packets: z.number().int().nonnegative(),
+  /** 20 ms frames the listener did not get (concealed by Opus PLC or silent). */
+  lost: z.number().int().nonnegative(),
+  /** Packets that arrived after their playout instant. */
+  late: z.number().int().nonnegative(),
+  concealed: z.number().int().nonnegative(),
+  /** Frames whose own packet was missing, played from the next packet's RED copy (RFC 2198). */
+  recoveredByRed: z.number().int().nonnegative(),
+  /** Interarrival jitter (RFC 3550 §6.4.1), ms. */
+  jitterMs: z.number().nonnegative(),
+});
+
 /** On radio/v1/node/{id}/live/status: readiness and reach of a live session on this node. */
 export const LiveStatus = AgentHeader.extend({
   sessionId: z.string().min(8).max(64),
-  state: z.enum(['joining', 'ready', 'playing', 'ended', 'refused', 'failed']),
+  state: LiveNodeState,
   reason: z.string().max(200).optional(),
-  stats: z.object({
-    packets: z.number().int().nonnegative(),
-    lost: z.number().int().nonnegative(),
-    late: z.number().int().nonnegative(),
-    concealed: z.number().int().nonnegative(),
-    recoveredByRed: z.number().int().nonnegative(),
-    jitterMs: z.number().nonnegative(),
-  }).optional(),
+  stats: LiveReceptionStats.optional(),
 });
 export type LiveStatus = z.infer<typeof LiveStatus>;
 
