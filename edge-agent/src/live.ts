@@ -130,7 +130,8 @@ export function createAgentLive(o: AgentLiveOptions) {
   /** Sessions whose feed closed (item over, airing cut): their retained announcement, seen again, is ignored. */
   const feedsDone = new Set<string>();
 
-  function statsOf(x: Active): NonNullable<LiveStatus['stats']> {
+  /** Reception figures of one session's transport (claimed session or relay feed alike). */
+  function statsOf(x: { jb: JitterBuffer; endpoint: LiveReceiverEndpoint }): NonNullable<LiveStatus['stats']> {
     const j = x.jb.stats();
     const r = x.endpoint.stats();
     return {
@@ -266,18 +267,9 @@ export function createAgentLive(o: AgentLiveOptions) {
 
   // ---------------------------------------------------------------- scheduled relay feeds
 
-  function feedStats(f: Feed): NonNullable<LiveStatus['stats']> {
-    const j = f.jb.stats();
-    const r = f.endpoint.stats();
-    return {
-      packets: j.packets, lost: j.lostFrames, late: j.late, concealed: j.concealedFrames, recoveredByRed: j.recoveredByRed,
-      jitterMs: Math.max(0, r.reception.jitterMs || 0),
-    };
-  }
-
   function feedStatus(f: Feed, state: LiveStatus['state'], reason?: string) {
     f.state = state;
-    const stats = state === 'joining' ? undefined : feedStats(f);
+    const stats = state === 'joining' ? undefined : statsOf(f);
     o.publishStatus({ sessionId: f.a.sessionId, state, ...(reason ? { reason: reason.slice(0, 200) } : {}), ...(stats ? { stats } : {}) });
     log.info({ sessionId: f.a.sessionId, airing: f.a.airing, state, reason }, 'relay feed state');
   }

@@ -134,6 +134,7 @@ describe('live reception in node telemetry', () => {
     expect(Math.max(...rolledGood.rollup.map((p) => p.liveLossPct ?? 0))).toBeCloseTo(maxGood, 5);
   }, 60_000);
 
+  // Skipped only without a Chromium binary (the reason is printed by chromiumMissingReason); .ci/run installs it.
   it.skipIf(!!chromiumMissingReason())('shows loss, jitter and late packets in the console node detail, Vietnamese then English', async () => {
     // The console re-renders a card on every telemetry message (here every 500 ms): stop the agents so
     // the page holds still. Their last telemetry stays the node's latest.
