@@ -10,8 +10,17 @@
  * The amplifier is switched on at join; when it was cold, an attention chime sounds as it comes up.
  * An emergency's forced volume overrides the technician's mute/volume while the session plays.
  *
- * LiveStatus goes up at each step: joining → ready (endpoint up, first packets buffered) → playing
- * (first frame decoded onto the timeline) → ended | failed | refused, with reception figures.
+ * LiveStatus goes up at each step: joining → ready (the path works both ways: the controller's SR that
+ * answers our hello, or a first RTP packet; the sender leaves silent lead-in frames out, so the SR is
+ * usually first) → playing (first frame decoded onto the timeline: sent from the jitter buffer's hook)
+ * → ended | failed | refused, with reception figures.
+ *
+ * Time to join matters most for an emergency. The agent instantiates one Opus decoder when it starts
+ * and keeps it between sessions: a session's decoder is reset and kept for the next one when the session
+ * closes, instead of a new wasm instance per join (instantiation costs CPU and, through V8's accounting
+ * of wasm memory, full garbage collections: audio-pipeline/src/live/opus.ts). A join then only binds its
+ * socket and says hello. A second session open at the same time (a relay feed beside a claimed session)
+ * instantiates its own.
  * `ended` (announcement), an RTCP BYE, or silence from the controller beyond `noAudioTimeoutMs` ends
  * the buffer; the program finishes once what is buffered has played, and the speakers are released.
  *
@@ -23,7 +32,7 @@
  */
 import { pino, type Logger } from 'pino';
 import {
-  createJitterBuffer, createLiveReceiverEndpoint, createOpusDecoder, type JitterBuffer, type LiveReceiverEndpoint,
+  createJitterBuffer, createLiveReceiverEndpoint, createOpusDecoder, type FrameDecoder, type JitterBuffer, type LiveReceiverEndpoint,
 } from '../../audio-pipeline/src/live/index.js';
 import type { LiveAnnouncement, LiveStatus } from '../../schemas/src/index.js';
 import type { Clock, Timers } from './clock.js';
@@ -83,10 +92,13 @@ interface Active {
   ending: boolean;
   endReason: string | undefined;
   forceTimer: NodeJS.Timeout | undefined;
+  joiningTimer?: NodeJS.Timeout;
   finished: boolean;
 }
 
 const CHIME_MS = 700;
+/** See join(): how long a join may take before `joining` is reported. */
+const JOINING_REPORT_MS = 300;
 
 /** A scheduled relay session feeding one airing item. */
 interface Feed {
@@ -129,6 +141,42 @@ export function createAgentLive(o: AgentLiveOptions) {
   const feedEndedWhileJoining = new Set<string>();
   /** Sessions whose feed closed (item over, airing cut): their retained announcement, seen again, is ignored. */
   const feedsDone = new Set<string>();
+  /** The kept decoder (see the header): instantiated at start, or given back by the last session. */
+  let spare: Promise<FrameDecoder> | undefined;
+
+  function makeSpare() {
+    if (!running || spare) return;
+    const p = createOpusDecoder();
+    spare = p;
+    p.catch((e: Error) => { if (spare === p) spare = undefined; log.warn({ err: e.message }, 'Opus decoder failed to instantiate'); });
+  }
+  /**
+   * The kept decoder (instantiated already, or its instantiation under way), else a new one; lent so
+   * that the jitter buffer's close() gives it back, reset, for the next session.
+   */
+  async function takeDecoder(): Promise<FrameDecoder> {
+    const p = spare ?? createOpusDecoder();
+    spare = undefined;
+    const d = await p;
+    let given = false;
+    return {
+      samplesOf: (payload) => d.samplesOf(payload),
+      decode: (payload) => d.decode(payload),
+      conceal: (n) => d.conceal(n),
+      reset: () => d.reset(),
+      close() {
+        if (given) return;
+        given = true;
+        if (running && !spare) {
+          try { d.reset(); spare = Promise.resolve(d); return; } catch (e) { log.warn({ err: (e as Error).message }, 'Opus decoder reset failed: a new one will be made'); }
+        }
+        d.close();
+      },
+    };
+  }
+  /** When a session ends, an active status poll is only needed for the no-audio watchdog: 4 per second. */
+  const WATCHDOG_MS = 250;
+  const deferred = (f: () => void) => queueMicrotask(() => { try { f(); } catch (e) { log.error({ err: (e as Error).message }, 'live status hook failed'); } });
 
   /** Reception figures of one session's transport (claimed session or relay feed alike). */
   function statsOf(x: { jb: JitterBuffer; endpoint: LiveReceiverEndpoint }): NonNullable<LiveStatus['stats']> {
@@ -154,6 +202,7 @@ export function createAgentLive(o: AgentLiveOptions) {
     x.finished = true;
     o.timers.clearInterval(x.poll);
     o.timers.clearTimeout(x.forceTimer);
+    o.timers.clearTimeout(x.joiningTimer);
     status(x, state, reason ?? x.endReason);
     void x.endpoint.stop();
     x.jb.close();
@@ -177,13 +226,19 @@ export function createAgentLive(o: AgentLiveOptions) {
 
   async function join(a: LiveAnnouncement) {
     let jb: JitterBuffer;
-    // Before anything else can fail: a wasm instance per decoder (async instantiation, ~1 ms).
-    const decoder = await createOpusDecoder();
+    // Before anything else can fail: the reserve decoder (instantiated ahead, see the header).
+    const decoder = await takeDecoder();
     if (!running || endedWhileJoining === a.sessionId) { decoder.close(); return; }
     try {
       jb = createJitterBuffer({
         decoder,
         timing: a.timing, delayMs: a.delayMs, clock: o.clockSource, payloadType: a.payloadType, redPayloadType: a.redPayloadType,
+        // The state at once (stats() shows it in the same tick); the report outside the audio path.
+        onPlaying: () => {
+          if (x.finished || (x.state !== 'joining' && x.state !== 'ready')) return;
+          x.state = 'playing';
+          deferred(() => { if (!x.finished && x.state === 'playing') status(x, 'playing'); });
+        },
         log,
       });
     } catch (e) {
@@ -215,13 +270,20 @@ export function createAgentLive(o: AgentLiveOptions) {
       controller: { host: a.rtp.host, port: a.rtp.port }, token: a.token, ssrc: a.ssrc,
       payloadTypes: [a.payloadType, ...(a.redPayloadType !== null ? [a.redPayloadType] : [])],
       clock: o.clock, helloIntervalMs: o.helloIntervalMs ?? 1000, ...(o.bindAddress ? { bindAddress: o.bindAddress } : {}),
-      onPacket: (p, at) => { x.lastPacketLocal = at; jb.push(p, at); },
+      onPacket: (p, at) => {
+        x.lastPacketLocal = at;
+        if (jb.push(p, at) === 'accepted' && x.state === 'joining' && !x.finished) status(x, 'ready');
+      },
       onBye: () => endStream(x, 'bye'),
+      onRtcp: (ps) => { if (x.state === 'joining' && !x.finished && ps.some((p) => p.type === 'sr' && p.ssrc === a.ssrc)) status(x, 'ready'); },
       log,
     });
     const x: Active = { a, state: 'joining', endpoint, jb, program, poll: undefined, lastPacketLocal: NaN, ending: false, endReason: undefined, forceTimer: undefined, finished: false };
     cur = x;
-    status(x, 'joining');
+    // `joining` is only reported when the path does not answer at once (a blocked UDP path shows as
+    // "joining, no audio yet" rather than "no answer yet"): normally `ready` follows within a round
+    // trip, and a thousand clusters joining together need not send a thousand extra reports.
+    x.joiningTimer = o.timers.setTimeout(() => { if (x.state === 'joining' && !x.finished) status(x, 'joining'); }, JOINING_REPORT_MS);
     // The speakers first: preempt lower priorities at once (the player arbitrates by schemas' preempts()).
     const claimed = o.player.play(program, { priority: a.priority, origin: 'live' }, (why, by) => {
       if (why === 'finished') finish(x, 'ended', x.endReason ?? 'source ended');
@@ -247,14 +309,9 @@ export function createAgentLive(o: AgentLiveOptions) {
       return;
     }
     if (x.finished) { void endpoint.stop(); return; }
+    // States move on events (first packet, first decoded frame); the poll is only the no-audio watchdog.
     x.poll = o.timers.setInterval(() => {
       if (x.finished) return;
-      // jb.stats() sorts its arrival margins: only while a state change is pending (20 polls/s × a fleet).
-      if (x.state === 'joining' || x.state === 'ready') {
-        const j = jb.stats();
-        if (x.state === 'joining' && j.packets > 0) status(x, 'ready');
-        if (x.state === 'ready' && j.state === 'playing') status(x, 'playing');
-      }
       if (!x.ending && !Number.isNaN(x.lastPacketLocal) && o.clock.now() - x.lastPacketLocal > noAudioMs) {
         log.warn({ sessionId: a.sessionId }, 'no audio from the controller: leaving the session');
         x.endReason = 'no audio from the controller';
@@ -262,7 +319,7 @@ export function createAgentLive(o: AgentLiveOptions) {
         jb.end();
         finish(x, 'failed', 'no audio from the controller');
       }
-    }, 50);
+    }, WATCHDOG_MS);
   }
 
   // ---------------------------------------------------------------- scheduled relay feeds
@@ -288,12 +345,14 @@ export function createAgentLive(o: AgentLiveOptions) {
   }
 
   async function joinFeed(a: LiveAnnouncement & { airing: { airingId: string; itemIndex: number } }) {
-    const decoder = await createOpusDecoder();
+    const decoder = await takeDecoder();
     if (!running || feedEndedWhileJoining.has(a.sessionId)) { decoder.close(); feedEndedWhileJoining.delete(a.sessionId); return; }
     let jb: JitterBuffer;
     try {
       jb = createJitterBuffer({
-        decoder, timing: a.timing, delayMs: a.delayMs, clock: o.clockSource, payloadType: a.payloadType, redPayloadType: a.redPayloadType, log,
+        decoder, timing: a.timing, delayMs: a.delayMs, clock: o.clockSource, payloadType: a.payloadType, redPayloadType: a.redPayloadType,
+        onPlaying: () => deferred(() => { if (!f.finished && (f.state === 'joining' || f.state === 'ready')) feedStatus(f, 'playing'); }),
+        log,
       });
     } catch (e) {
       decoder.close();
@@ -304,8 +363,12 @@ export function createAgentLive(o: AgentLiveOptions) {
       controller: { host: a.rtp.host, port: a.rtp.port }, token: a.token, ssrc: a.ssrc,
       payloadTypes: [a.payloadType, ...(a.redPayloadType !== null ? [a.redPayloadType] : [])],
       clock: o.clock, helloIntervalMs: o.helloIntervalMs ?? 1000, ...(o.bindAddress ? { bindAddress: o.bindAddress } : {}),
-      onPacket: (p, at) => { f.lastPacketLocal = at; jb.push(p, at); },
+      onPacket: (p, at) => {
+        f.lastPacketLocal = at;
+        if (jb.push(p, at) === 'accepted' && f.state === 'joining' && !f.finished) feedStatus(f, 'ready');
+      },
       onBye: () => endFeed(f, 'bye'),
+      onRtcp: (ps) => { if (f.state === 'joining' && !f.finished && ps.some((p) => p.type === 'sr' && p.ssrc === a.ssrc)) feedStatus(f, 'ready'); },
       log,
     });
     const key = feedKey(a.airing.airingId, a.airing.itemIndex);
@@ -336,14 +399,11 @@ export function createAgentLive(o: AgentLiveOptions) {
     if (f.finished) { void endpoint.stop(); return; }
     f.poll = o.timers.setInterval(() => {
       if (f.finished) return;
-      const j = jb.stats();
-      if (f.state === 'joining' && j.packets > 0) feedStatus(f, 'ready');
-      if (f.state === 'ready' && j.state === 'playing') feedStatus(f, 'playing');
-      if (f.endTimer === undefined && j.packets > 0 && o.clock.now() - f.lastPacketLocal > noAudioMs) {
+      if (f.endTimer === undefined && !Number.isNaN(f.lastPacketLocal) && o.clock.now() - f.lastPacketLocal > noAudioMs) {
         log.warn({ sessionId: a.sessionId }, 'no relay audio from the controller: leaving the session');
         finishFeed(f, 'failed', 'no audio from the controller');
       }
-    }, 50);
+    }, WATCHDOG_MS);
   }
 
   /** No more packets: what is buffered may still play (the item reads it by time); then the feed closes. */
@@ -402,9 +462,12 @@ export function createAgentLive(o: AgentLiveOptions) {
       return last;
     },
     active: () => (cur && !cur.finished ? cur.a.sessionId : undefined),
-    start() { running = true; },
+    start() { running = true; makeSpare(); },
     stop() {
       running = false;
+      const d = spare;
+      spare = undefined;
+      void d?.then((x) => x.close(), () => {});
       if (cur) finish(cur, 'ended', 'agent stopping');
       for (const f of [...feeds.values()]) finishFeed(f, 'ended', 'agent stopping');
     },

@@ -76,9 +76,13 @@ describe('live sessions API', () => {
     expect((await t.api('GET', `/api/v1/live/sessions/${s.sessionId}`)).body.sender.destinations).toBe(0);
     stranger.send(buildHello({ ssrc: 2, token: tokens[0]! }), s.rtp.port, '127.0.0.1');
     await waitFor(async () => (await t.api('GET', `/api/v1/live/sessions/${s.sessionId}`)).body.sender.destinations === 1, { what: 'the hello with a token to open a path' });
-    // The path receives RTP (the sender's timeline runs even before the microphone speaks).
+    // The path gets the sender's SR at once (the agent's sign that it works both ways); no RTP before
+    // the microphone speaks (lead-in DTX). The hello itself makes the node ready at the controller.
     const got = await new Promise<Buffer>((res) => stranger.once('message', (m) => res(m)));
     expect(got[0]! >> 6).toBe(2);
+    expect(got[1]).toBe(200); // RTCP SR
+    const afterHello = (await t.api('GET', `/api/v1/live/sessions/${s.sessionId}`)).body;
+    expect(afterHello.reach.ready).toBe(1);
     stranger.close();
 
     const list = await t.api('GET', '/api/v1/live/sessions');
@@ -95,7 +99,7 @@ describe('live sessions API', () => {
     expect(audit.find((a) => a.action === 'live.stop' && a.target === s.sessionId)).toBeTruthy();
     const receipts = await t.api('GET', `/api/v1/live/sessions/${s.sessionId}/receipts`);
     expect(receipts.body).toHaveLength(2);
-    expect(receipts.body.every((x: any) => x.state === 'offline' && x.played === false)).toBe(true);
+    expect(receipts.body.map((x: any) => [x.state, x.played])).toEqual([['ready', false], ['offline', false]]);
     // Stopping again is harmless.
     expect((await t.api('POST', `/api/v1/live/sessions/${s.sessionId}/stop`)).body.state).toBe('ended');
   });

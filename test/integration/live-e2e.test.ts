@@ -116,9 +116,8 @@ describe('live sessions end to end', () => {
     expect(ready.reach.ready + ready.reach.playing).toBe(N);
     // The airing gave way at once (preempted, not finished).
     await waitFor(() => busy.agent.player.playing()?.program.kind === 'live', { what: 'the live session on the busy cluster' });
-    await waitFor(async () => (await get(id)).reach.playing === N, { what: 'all clusters playing' });
-    const playingView = await get(id);
-    expect(playingView.reach.summary).toBe(`playing on ${N} of ${N}`);
+    // Nothing is sent before the microphone delivers (lead-in DTX): the clusters are ready, not playing.
+    expect((await get(id)).reach.playing).toBe(0);
 
     const ws = new WebSocket(`ws://127.0.0.1:${t.ctl.httpPort()}/api/v1/live/sessions/${id}/mic?token=${t.token}`);
     await new Promise<void>((res, rej) => { ws.on('open', () => res()); ws.on('error', rej); });
@@ -128,7 +127,12 @@ describe('live sessions end to end', () => {
     const pcm = new Float32Array(48_000 + track.signal.length);
     pcm.set(track.signal, 48_000);
     const micStart = trueClock.now();
-    await stream(ws, pcm);
+    const streaming = stream(ws, pcm);
+    // The microphone's first (silent) samples put every cluster on air.
+    await waitFor(async () => (await get(id)).reach.playing === N, { what: 'all clusters playing' });
+    const playingView = await get(id);
+    expect(playingView.reach.summary).toBe(`playing on ${N} of ${N}`);
+    await streaming;
     const micEnd = trueClock.now();
     // The microphone now stalls (socket open, nothing sent): the session must end by itself.
     expect(await closed).toBe(4408);

@@ -141,13 +141,17 @@ describe('session sender', () => {
     const { t, a, sender } = await setup({ mode: 'live', maxQueueMs: 60, slackMs: 10 });
     const ca = collect(a);
     sender.addDestination({ address: '127.0.0.1', port: a.address().port });
-    sender.start(t.now);
-    // No input: frame 0 must still leave at base + 20 + slack, padded.
-    t.advanceTo(t.now + 29);
-    expect(sender.stats().framesSent).toBe(0);
-    t.advanceTo(t.now + 1);
+    const base = t.now;
+    sender.start(base);
+    // Frame 0 leaves as soon as its samples are there (before any input nothing leaves: lead-in DTX).
+    sender.write(new Float32Array(960).fill(0.1));
     await ca.until(1);
-    expect(sender.stats()).toMatchObject({ framesSent: 1, paddedFrames: 1, paddedSamples: 960 });
+    // No more input: frame 1 must still leave at base + 40 + slack, padded.
+    t.advanceTo(base + 49);
+    expect(sender.stats().framesSent).toBe(1);
+    t.advanceTo(base + 50);
+    await ca.until(2);
+    expect(sender.stats()).toMatchObject({ framesSent: 2, paddedFrames: 1, paddedSamples: 960 });
     // A flood of 500 ms arrives at once: only maxQueueMs of it is kept (bounded latency).
     sender.write(new Float32Array(24_000).fill(0.2));
     const s = sender.stats();

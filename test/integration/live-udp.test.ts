@@ -111,9 +111,9 @@ beforeAll(async () => {
   // Also a stranger with a wrong token: it must not be sent anything.
   await waitFor(() => sender.destinations().length === 2, 5000, 'both hellos');
   // Paced source: the whole track is queued at once; the sender releases it on the timeline from the
-  // next frame on (the frames before were padding while the clusters joined), so track sample i is
+  // next frame on (the frames before, sent or left out as silent lead-in, were the join), so track sample i is
   // stream position trackStart + i exactly.
-  trackStart = sender.stats().framesSent * 960;
+  trackStart = (sender.stats().framesSent + sender.stats().leadInSkippedFrames) * 960;
   sender.write(track.signal);
   await waitFor(() => sender.stats().queuedMs === 0, (SECONDS + 10) * 1000, 'the sender to drain the track');
   // The sender pads the timeline with silence once the track is out; wait until the track's end has sounded.

@@ -37,6 +37,7 @@ function rawDecoder(): FrameDecoder & { concealed: number } {
       d.concealed++;
       return new Float32Array(n).fill(-1); // marks concealed samples
     },
+    reset: () => undefined,
     close: () => undefined,
   };
   return d;

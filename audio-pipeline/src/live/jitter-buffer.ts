@@ -91,6 +91,11 @@ export interface JitterBufferOptions {
   maxAheadMs?: number;
   /** Consecutive concealment beyond this plays silence instead of PLC; default 120 ms. */
   maxConcealMs?: number;
+  /**
+   * Called once, on the first frame decoded onto the timeline (state waiting → playing). It runs inside
+   * read(), on the audio path: do no more than hand the news on.
+   */
+  onPlaying?: () => void;
   log?: Logger;
 }
 
@@ -367,7 +372,7 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
         if (e.fromRed) st.recoveredByRed++;
         else st.framesDecoded++;
         remember(p, e.fromRed ? 'red' : 'primary');
-        decodedAny = true;
+        if (!decodedAny) { decodedAny = true; o.onPlaying?.(); }
         concealRun = 0;
         return;
       }

@@ -17,7 +17,8 @@
  *   the previous frame's Opus packet, which decodes BIT-EXACTLY as if it had not been lost (the decoder
  *   state stays identical); test/unit/live-opus.test.ts shows RED recovery is exact where PLC is not.
  * - PLC works in both bindings by decoding an empty packet (`opus_decode` with len 0). Both glues pass
- *   frame_size = 5760, so libopus conceals 120 ms; we play the first `samples` of it. Measured on
+ *   frame_size = 5760, so libopus conceals 120 ms; consecutive conceal() calls play it in order (a
+ *   burst of lost frames is one PLC call per 120 ms), and a decoded packet drops what is left. Measured on
  *   speech, the frames after such a gap come out no worse than after an exact 20 ms PLC call (a patched
  *   wasm gave 1.7 dB segmental SNR on the next three frames against 5.4 dB for the 120 ms call).
  * - opus-decoder reports a corrupt packet through console.error rather than throwing, so the TOC is
@@ -155,12 +156,26 @@ export interface FrameDecoder {
   decode(payload: Uint8Array): Float32Array;
   /** Packet-loss concealment for `samples` samples, continuing the decoder state. */
   conceal(samples: number): Float32Array;
+  /**
+   * Back to the state of a new decoder, in the same wasm instance: a session that ends hands its
+   * decoder to the next one without a new instantiation (see createOpusDecoder).
+   */
+  reset(): void;
   close(): void;
+}
+
+/** The parts of opus-decoder 0.7's OpusDecoder that reset() uses (not in its typings; the version is pinned). */
+interface OpusDecoderInternals {
+  _common: { wasm: Record<string, (...a: number[]) => number>; allocateTypedArray(n: number, t: Uint8ArrayConstructor): { ptr: number; buf: Uint8Array } };
+  _decoder: number;
+  _sampleRate: number; _channels: number; _streamCount: number; _coupledStreamCount: number;
+  _channelMappingTable: Uint8Array; _preSkip: number; _forceStereo: number;
 }
 
 /** PLC output per empty-packet call: the glue passes frame_size 5760, so libopus conceals 120 ms. */
 const PLC_CHUNK = 5760;
 const EMPTY = new Uint8Array(0);
+const NO_PLC = new Float32Array(0);
 
 /**
  * A live-path decoder on `opus-decoder` (libopus in wasm, ONE wasm instance and memory per decoder).
@@ -170,11 +185,23 @@ const EMPTY = new Uint8Array(0);
  * libopus asserts (opus_decoder.c:492) on state that was written through a stale view. `opus-decoder`
  * is also the decoder the agent uses for its cached Ogg/Opus (audio-pipeline/src/opus-stream.ts), so live
  * and scheduled audio go through the same code. Construction is asynchronous (wasm instantiation).
+ *
+ * Instantiation is the expensive part: a few ms of CPU, and each instance's wasm memory counts as
+ * external memory to V8, which runs a full garbage collection every few instances (measured: one
+ * Mark-Compact per three decoders in a process that makes them in a row; with 250 simulated agents in
+ * one process joining an emergency together, that stalled the process for over a second). So reuse a
+ * decoder rather than making one per session: reset() recreates only the libopus decoder state inside
+ * the existing instance (opus_frame_decoder_destroy + _create, as opus-decoder's own init does), which
+ * decodes exactly like a new instance (test/unit/live-opus.test.ts). opus-decoder's own reset() would
+ * instantiate anew.
  */
 export async function createOpusDecoder(): Promise<FrameDecoder> {
   const dec = new OpusDecoder({ sampleRate: OPUS_RTP_CLOCK_RATE as 48000, channels: 1 });
   await dec.ready;
   let closed = false;
+  let mappingPtr: number | undefined;
+  /** What the last PLC call made and no conceal() has played yet. */
+  let plcLeft = NO_PLC;
   const run = (payload: Uint8Array): { pcm: Float32Array; n: number } => {
     const r = dec.decodeFrame(payload);
     if (r.errors.length) throw new RtpError('BAD_OPUS', `Opus decode failed: ${r.errors[0]!.message}`);
@@ -186,6 +213,7 @@ export async function createOpusDecoder(): Promise<FrameDecoder> {
       if (closed) throw new Error('Opus decoder is closed');
       // The TOC check first: libopus would report a malformed packet through console.error.
       const n = opusPacketSamples(payload);
+      plcLeft = NO_PLC;
       const { pcm } = run(payload);
       if (pcm.length === n) return pcm;
       const out = new Float32Array(n);
@@ -194,12 +222,34 @@ export async function createOpusDecoder(): Promise<FrameDecoder> {
     },
     conceal(samples) {
       if (closed) throw new Error('Opus decoder is closed');
+      // Consecutive concealments continue one PLC output (the glue makes 120 ms per call, see the
+      // header): a burst of lost 20 ms frames costs one PLC decode per 120 ms, not one per frame, and
+      // plays libopus's concealment as one continuous signal.
       const out = new Float32Array(samples);
-      for (let o = 0; o < samples; o += PLC_CHUNK) {
-        const { pcm } = run(EMPTY);
-        out.set(pcm.subarray(0, Math.min(PLC_CHUNK, samples - o)), o);
+      let o = 0;
+      while (o < samples) {
+        if (plcLeft.length === 0) plcLeft = run(EMPTY).pcm.slice(0, PLC_CHUNK);
+        const n = Math.min(plcLeft.length, samples - o);
+        out.set(plcLeft.subarray(0, n), o);
+        plcLeft = plcLeft.subarray(n);
+        o += n;
       }
       return out;
+    },
+    reset() {
+      if (closed) throw new Error('Opus decoder is closed');
+      const d = dec as unknown as OpusDecoderInternals;
+      const w = d._common.wasm;
+      if (mappingPtr === undefined) {
+        // Copied by libopus into its state at create: one allocation serves every reset.
+        const m = d._common.allocateTypedArray(d._channels, Uint8Array);
+        m.buf.set(d._channelMappingTable);
+        mappingPtr = m.ptr;
+      }
+      plcLeft = NO_PLC;
+      w.opus_frame_decoder_destroy!(d._decoder);
+      w.free!(d._decoder);
+      d._decoder = w.opus_frame_decoder_create!(d._sampleRate, d._channels, d._streamCount, d._coupledStreamCount, mappingPtr, d._preSkip, d._forceStereo);
     },
     close() {
       if (closed) return;

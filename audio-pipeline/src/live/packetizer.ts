@@ -10,6 +10,9 @@
  *   one redundant generation (timestamp offset = one frame), so any single loss is repaired exactly at
  *   the receiver at the cost of one frame of added deadline (the copy arrives 20 ms later) and about
  *   twice the payload. A previous packet above RED's 1023-byte block limit is sent without its copy.
+ * - skip(): a frame that is not sent at all (discontinuous transmission, RFC 7587 §3.1.3 "DTX"): the
+ *   timestamp moves on by a frame, the sequence number does not (receivers see no loss), the next packet
+ *   carries no RED copy (its predecessor was never sent) and has the marker bit (a new talkspurt).
  */
 import { randomInt } from 'node:crypto';
 import { createOpusEncoder, type OpusEncoder, type OpusEncoderOptions } from './opus.js';
@@ -51,6 +54,8 @@ export interface Packetizer {
   timing(baseControllerMs: number): SessionTiming;
   /** Encode one frame (frameSamples samples) into the next RTP packet. */
   packetize(frame: Float32Array): Packet;
+  /** Leave this frame out (DTX, see the header): nothing is encoded or sent. */
+  skip(): void;
   /** Frames packetized so far. */
   readonly frames: number;
   close(): void;
@@ -70,6 +75,7 @@ export function createPacketizer(o: PacketizerOptions): Packetizer {
   let seq = (o.initialSequence ?? randomInt(0, 0x1_0000)) & 0xffff;
   let frames = 0;
   let prev: Uint8Array | null = null;
+  let skipped = false;
   const n = enc.frameSamples;
   return {
     ssrc,
@@ -91,12 +97,20 @@ export function createPacketizer(o: PacketizerOptions): Packetizer {
         const red = prev && prev.length <= 1023 ? [{ payloadType: o.payloadType, timestampOffset: n, data: prev }] : [];
         payload = encodeRed({ payloadType: o.payloadType, data: opus }, red);
       }
-      const bytes = encodeRtp({ marker: frames === 0, payloadType: redPt ?? o.payloadType, sequenceNumber: seq, timestamp, ssrc, payload });
+      const bytes = encodeRtp({ marker: frames === 0 || skipped, payloadType: redPt ?? o.payloadType, sequenceNumber: seq, timestamp, ssrc, payload });
       const p: Packet = { bytes, sequenceNumber: seq, timestamp, position, opusBytes: opus.length };
       prev = opus;
+      skipped = false;
       seq = (seq + 1) & 0xffff;
       frames++;
       return p;
+    },
+    skip() {
+      // The encoder is not run: a later frame then starts from the state after the last SENT frame,
+      // which for a silent lead-in is silence either way.
+      prev = null;
+      skipped = true;
+      frames++;
     },
     close() {
       if (ownEncoder) enc.close();

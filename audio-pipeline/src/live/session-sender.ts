@@ -24,6 +24,17 @@
  * leave as silence at once: otherwise its first samples would be labelled up to 20 ms + slack EARLIER
  * than they were spoken, and every later frame would leave at its slack limit, late at the agents.
  *
+ * Lead-in DTX: until the source delivers its first samples (a file's ffmpeg still starting, the
+ * targets still joining, a microphone not yet connected) every frame would be silence padding, sent to
+ * every destination 50 times a second (at 1,000 clusters the largest cost of the controller while an
+ * emergency waits for its targets). Those frames are left out (packetizer skip(): the timestamp moves
+ * on, the sequence does not, so receivers count no loss). A receiver learns that its path works from the
+ * SR that addDestination sends at once, and plays silence before the first frame it gets (jitter-buffer.ts
+ * lead-in: not concealment, not loss). Sending them instead, as `sendLeadIn` does, would end that
+ * lead-in at the first silent frame: every frame left out after it would then count as concealed.
+ * After the first input every frame is sent, silent or not. NAT mappings are held by the receivers'
+ * hellos (outbound from their side), not by our frames.
+ *
  * The sender does not own the socket and knows nothing about nodes or tokens: the caller adds a
  * destination when it has checked a receiver's hello (symmetric RTP, see rtp.ts buildHello).
  */
@@ -79,6 +90,8 @@ export interface SessionSenderOptions {
   quietDropLevel?: number;
   /** RTCP SR period; 0 disables; default 5000 ms. */
   senderReportIntervalMs?: number;
+  /** Send the silent frames before the first input (see Lead-in DTX); default false. */
+  sendLeadIn?: boolean;
   /** No input for this long emits 'stall' once (until input resumes); default 3000 ms. */
   stallTimeoutMs?: number;
   initialSequence?: number;
@@ -100,6 +113,8 @@ export interface SessionSenderStats {
   droppedSamples: number;
   /** Queued input dropped in quiet 5 ms blocks to win back latency after a stall (live mode). */
   catchUpSamples: number;
+  /** Silent lead-in frames left out before the first input (Lead-in DTX). */
+  leadInSkippedFrames: number;
   queuedMs: number;
   destinations: number;
   stalls: number;
@@ -119,7 +134,7 @@ export interface SessionSender {
   destinations(): UdpDestination[];
   /** Send an RTCP datagram (or any bytes) to one or all destinations. */
   sendControl(bytes: Uint8Array, to?: UdpDestination): void;
-  /** Send the frame in progress (at most one, padded), then SR + BYE; stop pacing. Idempotent. */
+  /** Send the frame in progress (at most one, padded), then SR + BYE (and again a frame later); stop pacing. Idempotent. */
   stop(reason?: string): void;
   stats(): SessionSenderStats;
   on(event: 'drain' | 'stall', fn: () => void): this;
@@ -159,6 +174,8 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
   const catchUpAbove = N + Math.round((slackMs * rate) / 1000);
   const quietBlock = Math.round(0.005 * rate);
   const stallMs = o.stallTimeoutMs ?? 3000;
+  /** No input yet: silent frames are left out (Lead-in DTX). */
+  let leadIn = o.sendLeadIn !== true;
   const agc: AgcState | null = o.agc ? createAgcState(o.agc === true ? {} : o.agc) : null;
 
   const ee = new EventEmitter();
@@ -178,7 +195,7 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
   let starved = false;
   let octets = 0;
   const frame = new Float32Array(N);
-  const st = { framesSent: 0, datagramsSent: 0, bytesSent: 0, sendErrors: 0, paddedFrames: 0, paddedSamples: 0, droppedSamples: 0, catchUpSamples: 0, stalls: 0 };
+  const st = { framesSent: 0, datagramsSent: 0, bytesSent: 0, sendErrors: 0, paddedFrames: 0, paddedSamples: 0, droppedSamples: 0, catchUpSamples: 0, leadInSkippedFrames: 0, stalls: 0 };
 
   function send(bytes: Uint8Array, d: UdpDestination): void {
     st.datagramsSent++;
@@ -198,6 +215,12 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
   }
 
   function sendFrame(): void {
+    if (leadIn) {
+      pz.skip();
+      st.leadInSkippedFrames++;
+      k++;
+      return;
+    }
     const p = pz.packetize(frame);
     st.framesSent++;
     octets += p.bytes.length - 12;
@@ -295,6 +318,7 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
       if (stopped) return false;
       lastInputAt = o.clock.now();
       stalled = false;
+      if (pcm.length) leadIn = false;
       let input = pcm;
       if (agc) input = agcProcess(agc, pcm);
       if (fifoLen + input.length > fifo.length) {
@@ -339,6 +363,9 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
         }
         const bye = compoundRtcp(senderReport(o.clock.now()), buildBye([pz.ssrc], reason));
         for (const d of dests.values()) send(bye, d);
+        // Once more a frame later: a receiver whose one BYE was lost would wait for its no-audio timeout.
+        const last = [...dests.values()];
+        timers.setTimeout(() => { for (const d of last) send(bye, d); }, frameMs);
       }
       running = false;
       timers.clearTimeout(timer);

@@ -184,12 +184,16 @@ interface Session {
   senderStats: SessionSenderStats | null;
   speakNow: boolean;
   speakNowWaiters: (() => void)[];
+  /** A speakNow recount is queued (statuses arriving together are counted once). */
+  speakNowQueued?: boolean;
   mic: { connected: boolean; frames: number; samples: number; droppedSamples: number; firstAt: number; close?: (code: number, reason: string) => void } | null;
   micTimer: NodeJS.Timeout | undefined;
   emitTimer: NodeJS.Timeout | undefined;
 }
 
 const TERMINAL = new Set<LiveNodeState>(['ended', 'refused', 'failed']);
+/** States in the order a node goes through them: a late report never moves a node back. */
+const STATE_ORDER: Record<LiveNodeState, number> = { announced: 0, joining: 1, ready: 2, playing: 3, ended: 4, refused: 4, failed: 4 };
 
 /** Live sessions: the contract other services (CAP alerts, the console) code against is this object's methods. */
 export function createLive(deps: LiveDeps) {
@@ -240,6 +244,16 @@ export function createLive(deps: LiveDeps) {
       if (n.path) { s.sender.removeDestination(n.path); counters.pathChanges++; }
       s.sender.addDestination(from);
       n.path = from;
+      // The hello is the readiness that matters: the agent has joined (endpoint bound, buffer made) and
+      // its path is open (symmetric RTP: our packets take the way back its hello came). Its own `ready`
+      // report follows over MQTT; not waiting for that hop takes a round trip off speak-now.
+      if (!TERMINAL.has(n.state) && STATE_ORDER[n.state] < STATE_ORDER.ready) {
+        n.state = 'ready';
+        n.updatedAt = now();
+        delete n.reason;
+        queueSpeakNow(s);
+        emitSoon(s);
+      }
     }
     for (const p of packets) {
       if (p.type !== 'rr' && p.type !== 'sr') continue;
@@ -364,6 +378,16 @@ export function createLive(deps: LiveDeps) {
     });
   }
 
+  /**
+   * Counting readiness walks every target: once per batch of reports, not per report (O(N²) at 1,000
+   * clusters, half a second of the controller's event loop in the emergency bench).
+   */
+  function queueSpeakNow(s: Session) {
+    if (s.speakNowQueued) return;
+    s.speakNowQueued = true;
+    setImmediate(() => { s.speakNowQueued = false; if (s.endedAt === null) refreshSpeakNow(s); });
+  }
+
   function refreshSpeakNow(s: Session) {
     const was = s.speakNow;
     s.speakNow = computeSpeakNow(s);
@@ -375,18 +399,21 @@ export function createLive(deps: LiveDeps) {
 
   // ---------------------------------------------------------------- sources
 
-  async function runPacedSource(s: Session, input: string[], durationMs: number | undefined, kind: string) {
+  /** `preroll`: may ffmpeg start before the targets are ready (not a sound card: a held capture is stale). */
+  async function runPacedSource(s: Session, input: string[], durationMs: number | undefined, kind: string, preroll = true) {
     if (s.req.audioAt !== undefined) {
       // Timed audio: the timeline is fixed (base = audioAt − D); start the source just early enough.
       const startAt = s.req.audioAt - s.delayMs - opt.sourcePrerollMs;
       while (s.endedAt === null && now() < startAt) await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, startAt - now()))));
-    } else {
-      await waitSpeakNow(s, opt.joinTimeoutMs);
     }
+    // Untimed audio starts once the targets are ready (bounded by joinTimeoutMs); ffmpeg starts NOW and
+    // its first PCM is held until then, so its start-up overlaps the clusters' join.
+    const gate = s.req.audioAt === undefined ? waitSpeakNow(s, opt.joinTimeoutMs) : undefined;
+    if (gate && !preroll) await gate;
     if (s.endedAt !== null || !s.sender) return;
     let src: FfmpegSource;
     try {
-      src = await startFfmpegSource({ supervisor: deps.supervisor, sender: s.sender, input, durationMs, kind, watchdogMs: opt.sourceStallTimeoutMs });
+      src = await startFfmpegSource({ supervisor: deps.supervisor, sender: s.sender, input, durationMs, kind, watchdogMs: opt.sourceStallTimeoutMs, ...(gate && preroll ? { gate } : {}) });
     } catch (e) {
       await end(s, `source_failed: ${(e as Error).message}`.slice(0, 200), 'system');
       return;
@@ -635,7 +662,7 @@ export function createLive(deps: LiveDeps) {
           break;
         case 'soundcard':
           // Until stopped or durationMs; a card that cannot open ends the session with ffmpeg's error.
-          void runPacedSource(s, soundcardInput(config.RADIO_LIVE_INPUT!), req.durationMs, 'live-soundcard');
+          void runPacedSource(s, soundcardInput(config.RADIO_LIVE_INPUT!), req.durationMs, 'live-soundcard', false);
           break;
       }
       // A paced source that stops delivering (a relay whose server hangs) ends the session cleanly.
@@ -679,18 +706,18 @@ export function createLive(deps: LiveDeps) {
       const n = s?.nodes.get(nodeId);
       if (!s || !n) return;
       // A late `joining` must not move a node back from playing; terminal states are final.
-      const order: Record<LiveNodeState, number> = { announced: 0, joining: 1, ready: 2, playing: 3, ended: 4, refused: 4, failed: 4 };
-      if (TERMINAL.has(n.state) || order[st.state] < order[n.state]) {
+      if (TERMINAL.has(n.state) || STATE_ORDER[st.state] < STATE_ORDER[n.state]) {
         if (st.stats) n.stats = st.stats;
         return;
       }
+      // updatedAt: when the state last CHANGED (the agent's own `ready` confirms the one its hello set).
+      if (n.state !== st.state) n.updatedAt = now();
       n.state = st.state;
-      n.updatedAt = now();
       if (st.reason !== undefined) n.reason = st.reason; else if (st.state === 'ready' || st.state === 'playing') delete n.reason;
       if (st.stats) n.stats = st.stats;
       if (st.state === 'playing' && n.firstPlayingAt === undefined) n.firstPlayingAt = n.updatedAt;
       if (s.endedAt === null) {
-        refreshSpeakNow(s);
+        queueSpeakNow(s);
         emitSoon(s);
       } else {
         writeReceipt(s, n);

@@ -68,6 +68,11 @@ export interface FfmpegSource {
 /**
  * Run ffmpeg on the urgent lane and feed its PCM to `sender` at the sender's pace. `input` is the
  * ffmpeg input arguments (e.g. ['-i', url]); `durationMs` bounds the output (-t).
+ *
+ * `gate`: start ffmpeg now but hold its PCM until the gate opens (the targets are ready), so that the
+ * process start, the file's opening or the stream's connection and the first decode are done while the
+ * clusters join, not after. Up to `prerollMaxMs` of PCM is held (default 2000 ms); then the pipe is
+ * paused and ffmpeg waits on it. A failure before the gate opens rejects `done` at once.
  */
 export async function startFfmpegSource(o: {
   supervisor: Supervisor;
@@ -76,6 +81,8 @@ export async function startFfmpegSource(o: {
   durationMs?: number;
   kind: string;
   watchdogMs: number;
+  gate?: Promise<void>;
+  prerollMaxMs?: number;
 }): Promise<FfmpegSource> {
   // -flush_packets 1: each decoded packet goes to the pipe at once, not when ffmpeg's 32 KiB output
   // buffer fills (a third of a second of PCM: a burst a live-mode sender would partly drop).
@@ -85,7 +92,29 @@ export async function startFfmpegSource(o: {
   const out = handle.stdout!;
   let carry: Buffer | null = null;
   let stopped = false;
-  const onDrain = () => { if (!stopped) out.resume(); };
+  // PCM not yet handed to the sender: all of it until the gate opens, then whatever the sender's queue
+  // did not take (it is handed on at the sender's pace, as ffmpeg's own output would be: the PCM taps
+  // behind the sender see real time, not a burst).
+  const held: Buffer[] = [];
+  let heldBytes = 0;
+  let open = !o.gate;
+  const heldMax = Math.round(((o.prerollMaxMs ?? 2000) / 1000) * LIVE_SAMPLE_RATE) * 2;
+  const CHUNK = (LIVE_SAMPLE_RATE / 50) * 2; // 20 ms
+  /** Hand held PCM on while the sender takes it; true when all of it went. */
+  const flush = (): boolean => {
+    while (held.length) {
+      const b = held[0]!;
+      const part = b.subarray(0, CHUNK);
+      if (part.length === b.length) held.shift(); else held[0] = b.subarray(CHUNK);
+      heldBytes -= part.length;
+      if (!o.sender.write(decodePcm(part, 's16le'))) return false; // the rest waits for 'drain'
+    }
+    return true;
+  };
+  const onDrain = () => {
+    if (stopped || !open) return;
+    if (flush()) out.resume();
+  };
   o.sender.on('drain', onDrain);
   out.on('data', (chunk: Buffer) => {
     if (stopped) return;
@@ -93,7 +122,19 @@ export async function startFfmpegSource(o: {
     const whole = b.length - (b.length % 2);
     carry = whole < b.length ? Buffer.from(b.subarray(whole)) : null;
     b = b.subarray(0, whole);
-    if (b.length && !o.sender.write(decodePcm(b, 's16le'))) out.pause();
+    if (!b.length) return;
+    if (!open || held.length) {
+      held.push(b);
+      heldBytes += b.length;
+      if (open || heldBytes >= heldMax) out.pause();
+      return;
+    }
+    if (!o.sender.write(decodePcm(b, 's16le'))) out.pause();
+  });
+  void o.gate?.then(() => {
+    if (stopped) return;
+    open = true;
+    if (flush()) out.resume();
   });
   // EOF of the PCM, not the process exit: ffmpeg exits as soon as its last bytes are in the pipe,
   // while the paced reader may still hold seconds of them.
@@ -112,6 +153,10 @@ export async function startFfmpegSource(o: {
     stop() {
       if (stopped) return;
       stopped = true;
+      held.length = 0;
+      // A paused pipe never ends, and the process's slot is only given back when its output has closed:
+      // read (and discard) what is left while ffmpeg is stopped.
+      out.resume();
       handle.kill(500);
     },
   };
