@@ -55,7 +55,7 @@ async function cpuBench(): Promise<{ encodeMs: number; decodeMs: number; readCpu
   dec.close();
   dec2.close();
   // Read path: raw PCM frames (decode excluded), +100 ppm clock, 10 ms reads.
-  const raw = { samplesOf: (p: Uint8Array) => p.length / 4, decode: (p: Uint8Array) => new Float32Array(p.slice().buffer), conceal: (n: number) => new Float32Array(n), close: () => undefined };
+  const raw = { samplesOf: (p: Uint8Array) => p.length / 4, decode: (p: Uint8Array) => new Float32Array(p.slice().buffer), conceal: (n: number) => new Float32Array(n), reset: () => undefined, close: () => undefined };
   const base = 1_700_000_000_000;
   const jb = createJitterBuffer({ timing: { baseTimestamp: 0, baseControllerMs: base, codecDelaySamples: 0 }, delayMs: 100, clock: { toController: (l) => base + (l - base) / 1.0001 }, payloadType: 111, decoder: raw });
   const seconds = 60;

@@ -14,7 +14,9 @@
  * BENCH_LIVE_SNAP_BUFFERS (default 100,1000), BENCH_LIVE_FULL_AGENTS=1 (every agent on a virtual DAC
  * with full decode instead of the cheap onset sink: needs far more than 2 cores at 200),
  * BENCH_LIVE_AGENTS_PER_WORKER (default 250), BENCH_LIVE_EMERGENCY_MEASURED (clusters of the emergency
- * run whose first sound is measured, evenly spread; default 100), BENCH_LIVE_WORKER_NODE_ARGS (e.g. --cpu-prof).
+ * run whose first sound is measured, evenly spread; default 100), BENCH_LIVE_WORKER_NODE_ARGS (e.g. --cpu-prof),
+ * BENCH_LIVE_PROFILE=DIR (CPU profiles of each worker over the emergency window), BENCH_LIVE_EMERGENCY_DELAY_MS
+ * (the emergency's D; default the controller's, 200 ms).
  */
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -160,7 +162,7 @@ type EmergencyView = {
   speakNow: boolean; endedAt: number | null; endReason: string | null; reach: { summary: string; ready?: number; playing?: number };
   sender: { destinations: number; framesSent: number; paddedFrames: number; queuedMs: number } | null;
 };
-type SessionView = { speakNow: boolean; reach: { summary: string }; sender: { paddedFrames: number; droppedSamples: number } | null };
+type SessionView = { speakNow: boolean; reach: { summary: string }; sender: { paddedFrames: number; droppedSamples: number } | null; nodes?: { nodeId: string; state: string; updatedAt: number }[] };
 
 async function ourSession(o: { base: string; token: string; nodes: string[]; measured: Set<string>; reader: Ipc; workers: Ipc[]; ctlPid: number; lossPct: number; seconds: number }): Promise<OurRun> {
   for (const w of o.workers) w.send({ type: 'loss', pct: o.lossPct });
@@ -298,9 +300,11 @@ async function emergencyRun(o: { base: string; token: string; dir: string; specs
   await sleep(3000);
   const wpids = ew.map((w) => w.proc.pid!);
   await queryAll(ew, undefined, true);
+  const PROFILE = process.env.BENCH_LIVE_PROFILE;
+  if (PROFILE) { fs.mkdirSync(PROFILE, { recursive: true }); await Promise.all(ew.map((w) => w.ask({ type: 'profStart' }))); }
   const c0 = cpuOf([o.ctlPid]); const a0 = cpuOf(wpids);
   const tCall = now();
-  const r = await api<{ sessionId: string }>(o.base, o.token, 'POST', '/api/v1/live/emergency', { title: 'bench emergency', mediaId: media.id, targets: { commune: true }, repeat: 1 });
+  const r = await api<{ sessionId: string }>(o.base, o.token, 'POST', '/api/v1/live/emergency', { title: 'bench emergency', mediaId: media.id, targets: { commune: true }, repeat: 1, ...(process.env.BENCH_LIVE_EMERGENCY_DELAY_MS ? { delayMs: Number(process.env.BENCH_LIVE_EMERGENCY_DELAY_MS) } : {}) });
   const tAnswered = now();
   if (r.status !== 201) throw new Error(`emergency: ${r.status} ${JSON.stringify(r.body)}`);
   let firsts: number[] = [];
@@ -320,6 +324,18 @@ async function emergencyRun(o: { base: string; token: string; dir: string; specs
       `destinations=${b.sender?.destinations ?? '-'} frames=${b.sender?.framesSent ?? '-'} padded=${b.sender?.paddedFrames ?? '-'} queued=${fmt(b.sender?.queuedMs ?? NaN, 0)} ms${b.endedAt ? ` ENDED (${b.endReason})` : ''}`);
     lastKey = key;
     if (firsts.length >= M && now() - tCall > 3000) break;
+  }
+  // Where the time went: the announcement reaching each agent (true time, worker clock = machine clock),
+  // and each target's `ready` as the controller recorded it (the unmeasured agents stay ready; the
+  // measured ones moved on to playing, so their ready time is not in the view).
+  const readyView = (await api<SessionView>(o.base, o.token, 'GET', `/api/v1/live/sessions/${r.body.sessionId}`)).body;
+  const announced = summary(q.nodes.map((x) => x.announcedAt[r.body.sessionId]).filter((x): x is number => x !== undefined).map((x) => x - tCall));
+  const readyAt = summary((readyView.nodes ?? []).filter((n) => n.state === 'ready').map((n) => n.updatedAt - tCall));
+  console.log(`emergency phases (ms from the API call): announcement at the agent p50/p99/max ${fmt(announced.median, 0)}/${fmt(announced.p99, 0)}/${fmt(announced.max, 0)} (${announced.n} agents); ` +
+    `ready at the controller (its hello in) p50/p99/max ${fmt(readyAt.median, 0)}/${fmt(readyAt.p99, 0)}/${fmt(readyAt.max, 0)} (${readyAt.n} unmeasured targets)`);
+  if (PROFILE) {
+    await Promise.all(ew.map((w, i) => w.ask({ type: 'profStop', file: path.join(PROFILE, `emergency-worker-${i}.cpuprofile`) })));
+    console.log(`CPU profiles of the emergency window per worker in ${PROFILE}`);
   }
   console.log(`emergency timeline (from the API call; a line when a count changed; worker queries and the session GET run together, so a line is as late as the slower):\n  ${trace.join('\n  ')}`);
   const wall = now() - tCall;

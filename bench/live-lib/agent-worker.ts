@@ -6,7 +6,9 @@
  *  - 'dac': the amplifier-gated virtual DAC (onsets in true time), the full playout path;
  *  - 'onset': a cheap sink for the agents nobody listens to. Paced by the agent's clock like a DAC (shared
  *    10 ms ticker), it pulls from the player (jitter buffer: decode, resample) until the first non-silent
- *    sample has left with the amplifier on, records that instant in true time, and then only advances its
+ *    sample has left with the amplifier on, records that instant in true time (its DAC slot, or the
+ *    moment it was computed if that was later: a stalled worker is not given credit for audio it produced
+ *    too late), and then only advances its
  *    frame count without pulling. It exists because 2 cores cannot decode 200–1,000 Opus streams in real
  *    time; each real cluster has its own CPU. Such an agent still joins, says hello, receives and buffers
  *    every packet (the controller's fan-out and the network load are unchanged), reports its states, and
@@ -27,6 +29,8 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { Session } from 'node:inspector/promises';
+import fs from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { createAgent, type Agent } from '../../edge-agent/src/agent.js';
@@ -61,6 +65,8 @@ export interface BenchNodeState {
   sink: { underruns: number; underrunFrames: number; backpressured: number; skippedFrames: number } | null;
   /** The agent's idea of controller time minus true time (the controller runs on the machine clock), ms. */
   syncErrorMs: number;
+  /** True time at which each live session's announcement reached the agent, by session id. */
+  announcedAt: Record<string, number>;
 }
 
 /** Event-loop delay of a worker since the last reset, ms (perf_hooks histogram, 10 ms resolution). */
@@ -94,14 +100,18 @@ function createOnsetSink(clock: Clock, ticker: Ticker, audible: () => boolean, s
     if (heard && !done && settled()) { done = true; unsub?.(); unsub = null; }
     if (done || !source) { frames = Math.max(frames, Math.floor(due / period) * period); return; }
     const hwNow = clock.now();
-    while (frames <= due && !done) {
+    // Stop pulling as soon as it has sounded and the stream plays (a stalled worker catching up must
+    // not decode the whole stall's worth of blocks first).
+    while (frames <= due && !done && !(heard && settled())) {
       buf.fill(0);
       source.read(buf, pacer.hwTimeOfFrame(frames, t, hwNow));
       pulled += period;
       for (let i = 0; i < period && !heard; i++) {
         const x = buf[i]!;
         if ((x >= threshold || x <= -threshold) && audible()) {
-          onsetList.push(pacer.trueTimeOfFrame(frames + i));
+          // Not before it was computed: a worker whose event loop stalled computes blocks after their
+          // slot, and a real DAC would have underrun (so the sample sounds no earlier than now).
+          onsetList.push(Math.max(pacer.trueTimeOfFrame(frames + i), trueClock.now()));
           heard = true;
           break;
         }
@@ -162,7 +172,7 @@ const log = pino({ level: process.env.RADIO_LOG_LEVEL ?? 'error' });
 const ticker = createTicker(10);
 const lagH = monitorEventLoopDelay({ resolution: 10 });
 lagH.enable();
-interface Running { b: BenchAgentSpec; agent: Agent; hw: SimHardware; pipe: PcmPipeSink | null; onset: ReturnType<typeof createOnsetSink> | null; sock: net.Socket | null }
+interface Running { b: BenchAgentSpec; agent: Agent; hw: SimHardware; pipe: PcmPipeSink | null; onset: ReturnType<typeof createOnsetSink> | null; sock: net.Socket | null; announcedAt: Record<string, number> }
 let running: Running[] = [];
 
 function build(b: BenchAgentSpec): Running {
@@ -198,12 +208,17 @@ function build(b: BenchAgentSpec): Running {
   });
   // Held warm: on from power-up, never switched off (see the header).
   if (warm) void hw.setAmplifier(true).catch(() => {});
-  return { b, agent, hw, pipe, onset, sock };
+  const announcedAt: Record<string, number> = {};
+  agent.on('live', (a) => { if (a.state === 'active' && announcedAt[a.sessionId] === undefined) announcedAt[a.sessionId] = trueClock.now(); });
+  return { b, agent, hw, pipe, onset, sock, announcedAt };
 }
 
 const send = (m: unknown) => process.send?.(m);
 
-process.on('message', (m: { type: string; id?: number; agents?: BenchAgentSpec[]; pct?: number; since?: number; resetLag?: boolean }) => {
+/** CPU profile of a window (BENCH_LIVE_PROFILE): the emergency run brackets its API call and first sounds. */
+let profiler: Session | null = null;
+
+process.on('message', (m: { type: string; id?: number; agents?: BenchAgentSpec[]; pct?: number; since?: number; resetLag?: boolean; file?: string }) => {
   void (async () => {
     try {
       switch (m.type) {
@@ -228,6 +243,23 @@ process.on('message', (m: { type: string; id?: number; agents?: BenchAgentSpec[]
         case 'loss':
           lossPct = m.pct ?? 0;
           return;
+        case 'profStart':
+          profiler = new Session();
+          profiler.connect();
+          await profiler.post('Profiler.enable');
+          await profiler.post('Profiler.start');
+          send({ type: 'result', id: m.id });
+          return;
+        case 'profStop': {
+          if (profiler) {
+            const { profile } = await profiler.post('Profiler.stop');
+            fs.writeFileSync(m.file!, JSON.stringify(profile));
+            profiler.disconnect();
+            profiler = null;
+          }
+          send({ type: 'result', id: m.id });
+          return;
+        }
         case 'query': {
           const since = m.since ?? Infinity;
           const nodes: BenchNodeState[] = running.map((r) => {
@@ -239,6 +271,7 @@ process.on('message', (m: { type: string; id?: number; agents?: BenchAgentSpec[]
               onsets: r.pipe || r.b.sink === 'null' ? [] : r.onset ? r.onset.onsets().filter((x) => x >= since) : r.hw.sink.onsets().filter((x) => x.trueMs >= since).map((x) => x.trueMs),
               live: r.agent.live.stats() ?? null,
               sink: st ? { underruns: st.underruns, underrunFrames: st.underrunFrames, backpressured: st.backpressured, skippedFrames: st.skippedFrames } : null,
+              announcedAt: r.announcedAt,
             };
           });
           const lag: WorkerLag = { p50: lagH.percentile(50) / 1e6, p99: lagH.percentile(99) / 1e6, max: lagH.max / 1e6 };
