@@ -12,7 +12,10 @@
  *
  * LiveStatus goes up at each step: joining → ready (the path works both ways: the controller's SR that
  * answers our hello, or a first RTP packet; the sender leaves silent lead-in frames out, so the SR is
- * usually first) → playing (first frame decoded onto the timeline: sent from the jitter buffer's hook)
+ * usually first. Not reported over MQTT: our hello already told the controller, which counts a target
+ * ready when its hello opens the path; a `joining` report after 1 s without an answer tells it the way back is broken, and `ready` follows
+ * if the answer comes after all)
+ * → playing (first frame decoded onto the timeline: sent from the jitter buffer's hook)
  * → ended | failed | refused, with reception figures.
  *
  * Time to join matters most for an emergency. The agent instantiates one Opus decoder when it starts
@@ -93,12 +96,13 @@ interface Active {
   endReason: string | undefined;
   forceTimer: NodeJS.Timeout | undefined;
   joiningTimer?: NodeJS.Timeout;
+  joiningReported?: boolean;
   finished: boolean;
 }
 
 const CHIME_MS = 700;
-/** See join(): how long a join may take before `joining` is reported. */
-const JOINING_REPORT_MS = 300;
+/** See join(): how long a join may go unanswered before `joining` is reported. */
+const JOINING_REPORT_MS = 1000;
 
 /** A scheduled relay session feeding one airing item. */
 interface Feed {
@@ -196,6 +200,15 @@ export function createAgentLive(o: AgentLiveOptions) {
     log.info({ sessionId: x.a.sessionId, state, reason }, 'live session state');
   }
 
+  /**
+   * The controller answered: ready. Reported only if `joining` was (the controller counted us ready from
+   * our hello and then heard that we hear nothing back; see the header).
+   */
+  function heardBack(x: Active) {
+    if (x.joiningReported) status(x, 'ready');
+    else x.state = 'ready';
+  }
+
   /** Terminal: close the transport, publish, give the speakers and the volume back. */
   function finish(x: Active, state: 'ended' | 'failed', reason?: string) {
     if (x.finished) return;
@@ -272,10 +285,10 @@ export function createAgentLive(o: AgentLiveOptions) {
       clock: o.clock, helloIntervalMs: o.helloIntervalMs ?? 1000, ...(o.bindAddress ? { bindAddress: o.bindAddress } : {}),
       onPacket: (p, at) => {
         x.lastPacketLocal = at;
-        if (jb.push(p, at) === 'accepted' && x.state === 'joining' && !x.finished) status(x, 'ready');
+        if (jb.push(p, at) === 'accepted' && x.state === 'joining' && !x.finished) heardBack(x);
       },
       onBye: () => endStream(x, 'bye'),
-      onRtcp: (ps) => { if (x.state === 'joining' && !x.finished && ps.some((p) => p.type === 'sr' && p.ssrc === a.ssrc)) status(x, 'ready'); },
+      onRtcp: (ps) => { if (x.state === 'joining' && !x.finished && ps.some((p) => p.type === 'sr' && p.ssrc === a.ssrc)) heardBack(x); },
       log,
     });
     const x: Active = { a, state: 'joining', endpoint, jb, program, poll: undefined, lastPacketLocal: NaN, ending: false, endReason: undefined, forceTimer: undefined, finished: false };
@@ -283,7 +296,7 @@ export function createAgentLive(o: AgentLiveOptions) {
     // `joining` is only reported when the path does not answer at once (a blocked UDP path shows as
     // "joining, no audio yet" rather than "no answer yet"): normally `ready` follows within a round
     // trip, and a thousand clusters joining together need not send a thousand extra reports.
-    x.joiningTimer = o.timers.setTimeout(() => { if (x.state === 'joining' && !x.finished) status(x, 'joining'); }, JOINING_REPORT_MS);
+    x.joiningTimer = o.timers.setTimeout(() => { if (x.state === 'joining' && !x.finished) { x.joiningReported = true; status(x, 'joining'); } }, JOINING_REPORT_MS);
     // The speakers first: preempt lower priorities at once (the player arbitrates by schemas' preempts()).
     const claimed = o.player.play(program, { priority: a.priority, origin: 'live' }, (why, by) => {
       if (why === 'finished') finish(x, 'ended', x.endReason ?? 'source ended');

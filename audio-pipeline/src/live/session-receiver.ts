@@ -78,8 +78,10 @@ export interface RtpReceiver {
   stats(): RtpReceiverStats;
 }
 
+/** Per packet: the common case (the same string) without the IPv4-mapped normalisation. */
 function sameAddress(a: string, b: string): boolean {
-  const norm = (h: string): string => h.replace(/^::ffff:/, '');
+  if (a === b) return true;
+  const norm = (h: string): string => (h.startsWith('::ffff:') ? h.slice(7) : h);
   return norm(a) === norm(b);
 }
 

@@ -113,6 +113,8 @@ export interface LiveNodeReach {
   rr?: { fractionLost: number; cumulativeLost: number; jitterMs: number; at: number };
   firstPlayingAt?: number;
   updatedAt: number;
+  /** Internal (not in the view): `ready` came from its hello, not yet from a report of its own. */
+  readyFromHello?: boolean;
 }
 
 /** What startSession/stopSession resolve with (the contract CAP alerts and the console code against). */
@@ -247,8 +249,9 @@ export function createLive(deps: LiveDeps) {
       // The hello is the readiness that matters: the agent has joined (endpoint bound, buffer made) and
       // its path is open (symmetric RTP: our packets take the way back its hello came). Its own `ready`
       // report follows over MQTT; not waiting for that hop takes a round trip off speak-now.
-      if (!TERMINAL.has(n.state) && STATE_ORDER[n.state] < STATE_ORDER.ready) {
+      if (!TERMINAL.has(n.state) && STATE_ORDER[n.state] < STATE_ORDER.ready && !n.reason?.startsWith('one-way')) {
         n.state = 'ready';
+        n.readyFromHello = true;
         n.updatedAt = now();
         delete n.reason;
         queueSpeakNow(s);
@@ -323,7 +326,7 @@ export function createLive(deps: LiveDeps) {
       micPath: s.req.kind === 'voice' ? `/api/v1/live/sessions/${s.id}/mic` : null,
       speakNow: s.endedAt === null && s.speakNow,
       reach: reachOf(s),
-      nodes: [...s.nodes.values()].map((n) => ({ ...n, path: n.path ? { ...n.path } : null })),
+      nodes: [...s.nodes.values()].map(({ readyFromHello: _internal, ...n }) => ({ ...n, path: n.path ? { ...n.path } : null })),
       sender: s.sender ? s.sender.stats() : s.senderStats,
       mic: s.mic ? { connected: s.mic.connected, frames: s.mic.frames, samples: s.mic.samples, droppedSamples: s.mic.droppedSamples } : null,
     };
@@ -706,10 +709,20 @@ export function createLive(deps: LiveDeps) {
       const n = s?.nodes.get(nodeId);
       if (!s || !n) return;
       // A late `joining` must not move a node back from playing; terminal states are final.
+      if (st.state === 'joining' && n.state === 'ready' && n.readyFromHello && s.endedAt === null) {
+        // Its hello reached us, but it still hears nothing back after a while (see edge-agent live.ts).
+        n.state = 'joining';
+        n.updatedAt = now();
+        n.reason = 'one-way path: its hello reaches the controller, our packets do not reach it';
+        queueSpeakNow(s);
+        emitSoon(s);
+        return;
+      }
       if (TERMINAL.has(n.state) || STATE_ORDER[st.state] < STATE_ORDER[n.state]) {
         if (st.stats) n.stats = st.stats;
         return;
       }
+      n.readyFromHello = false;
       // updatedAt: when the state last CHANGED (the agent's own `ready` confirms the one its hello set).
       if (n.state !== st.state) n.updatedAt = now();
       n.state = st.state;

@@ -1,0 +1,67 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { provisionFleet, runFleet, type ProvisionedNode, type RunningFleet } from '../../firmware-sim/src/fleet.js';
+import { createUdpProxy, type ImpairmentProxy } from '../../firmware-sim/src/impairment-proxy.js';
+import type { LiveAnnouncement } from '../../schemas/src/index.js';
+import { startTestController, type TestController } from '../helpers/controller.js';
+import { waitFor } from '../helpers/wait.js';
+
+/*
+ * Readiness comes from the media path: a target is ready when its token-bearing hello opens the path at
+ * the controller (no wait for an MQTT report), and nothing is sent before the source speaks (lead-in DTX).
+ * A cluster whose hello gets through but that hears nothing back (a one-way path: the controller → agent
+ * direction is cut, 100 % loss in a UDP proxy named as the controller's RTP address in its announcement)
+ * reports `joining` after a moment, and the controller shows it as not ready, saying why; speak-now waits.
+ */
+let t: TestController;
+let fleet: RunningFleet;
+let specs: ProvisionedNode[];
+let proxy: ImpairmentProxy;
+
+beforeAll(async () => {
+  t = await startTestController({ env: { RADIO_RTP_PORT: 0 } });
+  specs = await provisionFleet({ base: t.base, token: t.token, count: 2, villages: 1, prefix: 'lrd' });
+  proxy = await createUdpProxy({ target: { host: '127.0.0.1', port: t.ctl.live.rtpPort() }, down: { lossPct: 100 }, seed: 'one-way' });
+  const link = t.ctl.link;
+  const publish = link.publish.bind(link);
+  (link as { publish: (...a: unknown[]) => string }).publish = (name: unknown, id: unknown, payload: unknown, opts: unknown) => {
+    if (name === 'live' && id === specs[0]!.nodeId) payload = { ...(payload as LiveAnnouncement), rtp: { host: proxy.host, port: proxy.port } };
+    return publish(name as 'live', id as string, payload as LiveAnnouncement, opts as undefined);
+  };
+  fleet = await runFleet(specs, { telemetryIntervalMs: 5000, keepaliveS: 4, agent: () => ({ liveBindAddress: '127.0.0.1' }) });
+}, 60_000);
+
+afterAll(async () => {
+  await fleet?.stop();
+  await proxy?.close();
+  await t?.stop();
+});
+
+describe('live readiness', () => {
+  it('a hello makes a target ready; a one-way path is shown as joining with its reason, and speak-now waits', async () => {
+    type View = { speakNow: boolean; reach: { ready: number; joining: number; summary: string }; nodes: { nodeId: string; state: string; reason?: string }[]; sender: { framesSent: number; destinations: number } };
+    const r = await t.api<{ sessionId: string }>('POST', '/api/v1/live/sessions', { kind: 'voice', title: 'Kiểm tra', targets: { commune: true } });
+    expect(r.status).toBe(201);
+    const get = async () => (await t.api<View>('GET', `/api/v1/live/sessions/${r.body.sessionId}`)).body;
+    const oneWay = specs[0]!.nodeId;
+    const clean = specs[1]!.nodeId;
+    const v = await waitFor(async () => {
+      const x = await get();
+      const n = x.nodes.find((y) => y.nodeId === oneWay)!;
+      return x.nodes.find((y) => y.nodeId === clean)!.state === 'ready' && n.state === 'joining' && n.reason ? x : undefined;
+    }, { what: 'the clean cluster ready and the one-way one joining', timeoutMs: 10_000 });
+    expect(v.nodes.find((y) => y.nodeId === oneWay)!.reason).toMatch(/^one-way path/);
+    expect(v.reach.summary).toMatch(/one-way path/);
+    // Both hellos opened a path (the one-way cluster's through the proxy), but one target is not ready.
+    expect(v.sender.destinations).toBe(2);
+    expect(v.speakNow).toBe(false);
+    // The microphone has not spoken: nothing was sent yet (lead-in DTX).
+    expect(v.sender.framesSent).toBe(0);
+    // The way back opens (the proxy stops losing): the cluster hears the controller's next SR, says it
+    // is ready after all, and speak-now follows.
+    proxy.set({ down: { lossPct: 0 } });
+    await waitFor(async () => { const x = await get(); return x.speakNow && x.reach.ready === 2 ? x : undefined; }, { what: 'the repaired cluster ready and speak-now', timeoutMs: 15_000 });
+    expect((await t.api('POST', `/api/v1/live/sessions/${r.body.sessionId}/stop`)).status).toBe(200);
+    const receipts = (await t.api<{ nodeId: string; state: string; reason: string | null }[]>('GET', `/api/v1/live/sessions/${r.body.sessionId}/receipts`)).body;
+    expect(receipts.map((x) => x.state)).toEqual(['ready', 'ready']);
+  }, 30_000);
+});
