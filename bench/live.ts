@@ -59,7 +59,8 @@ function ipc(proc: ChildProcess): Ipc {
     send: (m) => { proc.send(m); },
     ask: <T>(m: Record<string, unknown>) => new Promise<T>((resolve, reject) => {
       const my = ++id;
-      const t = setTimeout(() => { proc.off('message', on); reject(new Error(`child ${proc.pid} did not answer in 20 s (crashed?)`)); }, 20_000);
+      // Generous: the reader's analysis of 300 s × 10 streams takes a while on a loaded machine.
+      const t = setTimeout(() => { proc.off('message', on); reject(new Error(`child ${proc.pid} did not answer in 120 s (crashed?)`)); }, 120_000);
       const on = (x: { type: string; id?: number; message?: string }) => {
         if (x.type === 'result' && x.id === my) { clearTimeout(t); proc.off('message', on); resolve(x as T); }
         if (x.type === 'error') { clearTimeout(t); proc.off('message', on); reject(new Error(x.message)); }

@@ -28,7 +28,7 @@ const sockPath = process.argv[2]!;
 
 interface Stream { label: string; chunks: Buffer[]; bytes: number; arrivals: [number, number][]; ended: boolean }
 let streams: Stream[] = [];
-const children: ChildProcess[] = [];
+const children: { c: ChildProcess; s: Stream }[] = [];
 
 /**
  * Stamp = (arrival, index of the FIRST sample in the chunk): a real-time writer hands over a chunk when
@@ -79,13 +79,14 @@ process.on('message', (m: { type: string; id?: number; label?: string; cmd?: str
       const s: Stream = { label: m.label!, chunks: [], bytes: 0, arrivals: [], ended: false };
       c.on('exit', () => { s.ended = true; });
       streams.push(s);
-      c.stdout.on('data', (b: Buffer) => onData(s, b));
-      children.push(c);
+      // Not once it is being killed: a player draining its buffer after SIGTERM belongs to no run.
+      c.stdout.on('data', (b: Buffer) => { if (!s.ended) onData(s, b); });
+      children.push({ c, s });
       process.send?.({ type: 'result', id: m.id, pid: c.pid ?? null });
       return;
     }
     case 'killChildren':
-      for (const c of children.splice(0)) c.kill('SIGTERM');
+      for (const { c, s } of children.splice(0)) { s.ended = true; c.kill('SIGTERM'); }
       process.send?.({ type: 'result', id: m.id, streams: [] });
       return;
     case 'collect':
@@ -97,9 +98,9 @@ process.on('message', (m: { type: string; id?: number; label?: string; cmd?: str
       for (const s of streams) { s.chunks = []; s.bytes = 0; s.arrivals = []; }
       return;
     case 'stop':
-      for (const c of children.splice(0)) c.kill('SIGTERM');
+      for (const { c } of children.splice(0)) c.kill('SIGTERM');
       server.close();
       process.exit(0);
   }
 });
-process.on('disconnect', () => { for (const c of children) c.kill('SIGTERM'); process.exit(0); });
+process.on('disconnect', () => { for (const { c } of children) c.kill('SIGTERM'); process.exit(0); });

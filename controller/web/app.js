@@ -1156,6 +1156,8 @@ function describeTargets(targets) {
 // -------------------------------------------------------------------- reach of a session
 
 function whyText(x) {
+  // Its hello reaches the controller but our packets do not reach it (controller/src/live/index.ts).
+  if (x.state === 'joining' && x.reason?.startsWith('one-way')) return t('nstate.oneWay');
   const s = t(`nstate.${x.state}`);
   // A refusal or failure carries the cluster's own reason (from the device, in English): shown as is.
   return (x.state === 'refused' || x.state === 'failed') && x.reason ? `${s}: ${x.reason}` : s;
