@@ -392,7 +392,7 @@ export async function run() {
         row(`snapcast buffer=${bufferMs}`, n, r.fig, `${r.seconds} s  CPU(server+clients)=${fmt(r.cpuPct, 0)} % of one core  loadavg=${r.load}  (${fmt((now() - t0) / 1000, 0)} s wall)`);
       }
     }
-    console.log('snapcast at 2 %/5 % loss: not measured (Snapcast speaks only TCP, so loss must be made in the kernel: netem, which this machine's kernel lacks — `tc qdisc add dev lo root netem loss 2%` in a network namespace answers "Specified qdisc kind is unknown")');
+    console.log('snapcast at 2 %/5 % loss: not measured (Snapcast speaks only TCP, so loss must be made in the kernel: netem, which the kernel of this machine lacks — `tc qdisc add dev lo root netem loss 2%` in a network namespace answers "Specified qdisc kind is unknown")');
   } else console.log('snapcast: skipped (BENCH_LIVE_SNAPCAST=0 or snapserver not installed: apt-get install snapserver snapclient)');
 
   // ---- ours
