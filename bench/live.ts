@@ -250,17 +250,22 @@ async function snapcastRun(o: { dir: string; bufferMs: number; clients: number; 
   const fd = fs.openSync(fifo, 'w');
   const pids = [server.pid!, ...readPids, ...others.map((c) => c.pid!)];
   const c0 = cpuOf(pids); const w0 = now();
-  const source = await feed((b) => { fs.writeSync(fd, b); }, o.seconds);
-  const cpuPct = ((cpuOf(pids) - c0) * 1000 * 100) / (now() - w0);
-  const load = loadavg();
-  await sleep(o.bufferMs + 800);
-  const streams = (await o.reader.ask<{ streams: StreamResult[] }>({ type: 'collect' })).streams;
-  await o.reader.ask({ type: 'killChildren' });
-  for (const c of others) c.kill('SIGTERM');
-  fs.closeSync(fd);
-  server.kill('SIGTERM');
-  await new Promise((r) => server.once('exit', r));
-  return { fig: analyseRun(source, streams), cpuPct, load, seconds: o.seconds };
+  try {
+    const source = await feed((b) => { fs.writeSync(fd, b); }, o.seconds);
+    const cpuPct = ((cpuOf(pids) - c0) * 1000 * 100) / (now() - w0);
+    const load = loadavg();
+    await sleep(o.bufferMs + 800);
+    const streams = (await o.reader.ask<{ streams: StreamResult[] }>({ type: 'collect' })).streams;
+    return { fig: analyseRun(source, streams), cpuPct, load, seconds: o.seconds };
+  } finally {
+    // Also when a step failed: a server and 200 clients left running would load every later run.
+    await o.reader.ask({ type: 'killChildren' }).catch(() => {});
+    for (const c of others) c.kill('SIGTERM');
+    fs.closeSync(fd);
+    const exited = new Promise((r) => server.once('exit', r));
+    server.kill('SIGTERM');
+    await exited;
+  }
 }
 
 // ------------------------------------------------------------------ emergency
