@@ -262,9 +262,11 @@ async function snapcastRun(o: { dir: string; bufferMs: number; clients: number; 
     await o.reader.ask({ type: 'killChildren' }).catch(() => {});
     for (const c of others) c.kill('SIGTERM');
     fs.closeSync(fd);
-    const exited = new Promise((r) => server.once('exit', r));
-    server.kill('SIGTERM');
-    await exited;
+    if (server.exitCode === null && server.signalCode === null) {
+      const exited = new Promise((r) => server.once('exit', r));
+      server.kill('SIGTERM');
+      await exited;
+    }
   }
 }
 
