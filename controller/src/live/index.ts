@@ -196,6 +196,8 @@ interface Session {
 const TERMINAL = new Set<LiveNodeState>(['ended', 'refused', 'failed']);
 /** States in the order a node goes through them: a late report never moves a node back. */
 const STATE_ORDER: Record<LiveNodeState, number> = { announced: 0, joining: 1, ready: 2, playing: 3, ended: 4, refused: 4, failed: 4 };
+/** Reason of a target whose hello arrives but that hears nothing back (the console matches its `one-way` start). */
+const ONE_WAY_REASON = 'one-way path: its hello reaches the controller, our packets do not reach it';
 
 /** Live sessions: the contract other services (CAP alerts, the console) code against is this object's methods. */
 export function createLive(deps: LiveDeps) {
@@ -249,7 +251,7 @@ export function createLive(deps: LiveDeps) {
       // The hello is the readiness that matters: the agent has joined (endpoint bound, buffer made) and
       // its path is open (symmetric RTP: our packets take the way back its hello came). Its own `ready`
       // report follows over MQTT; not waiting for that hop takes a round trip off speak-now.
-      if (!TERMINAL.has(n.state) && STATE_ORDER[n.state] < STATE_ORDER.ready && !n.reason?.startsWith('one-way')) {
+      if (!TERMINAL.has(n.state) && STATE_ORDER[n.state] < STATE_ORDER.ready && n.reason !== ONE_WAY_REASON) {
         n.state = 'ready';
         n.readyFromHello = true;
         n.updatedAt = now();
@@ -713,7 +715,7 @@ export function createLive(deps: LiveDeps) {
         // Its hello reached us, but it still hears nothing back after a while (see edge-agent live.ts).
         n.state = 'joining';
         n.updatedAt = now();
-        n.reason = 'one-way path: its hello reaches the controller, our packets do not reach it';
+        n.reason = ONE_WAY_REASON;
         queueSpeakNow(s);
         emitSoon(s);
         return;
