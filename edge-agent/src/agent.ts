@@ -274,8 +274,9 @@ export function createAgent(o: AgentOptions) {
 
   function scheduleSync() {
     timers.clearTimeout(syncTimer);
-    // Fast until synced, then every syncMs; a little jitter so a fleet does not sync in lockstep.
-    const base = estimator.estimate().synced ? syncMs : 1000;
+    // Fast until synced (and while the estimate rests on samples far worse than its best: time-sync.ts
+    // wantsMore), then every syncMs; a little jitter so a fleet does not sync in lockstep.
+    const base = estimator.wantsMore() ? 1000 : syncMs;
     syncTimer = timers.setTimeout(() => { sendSync(); scheduleSync(); }, base * (0.9 + Math.random() * 0.2));
   }
 

@@ -33,12 +33,25 @@ export interface EstimatorOptions {
   minSamples?: number;
   /** Drift is fitted only over at least this span of local time. */
   minDriftSpanMs?: number;
+  /**
+   * A fitted drift beyond this is noise, not a clock (crystals are within ±100 ppm): it is not used, the
+   * previous one stays. Queueing noise over a short span otherwise fits thousands of ppm, and the
+   * extrapolated estimate walks away by tens of ms a second. Default 500 ppm.
+   */
+  maxDriftPpm?: number;
 }
 
 export function createOffsetEstimator(opts: EstimatorOptions = {}) {
   const window = opts.window ?? 32;
   const minSamples = opts.minSamples ?? 4;
   const minDriftSpan = opts.minDriftSpanMs ?? 20_000;
+  const maxDrift = opts.maxDriftPpm ?? 500;
+  /** Delays of the samples the estimate rests on (the lowest-delay third): best and worst. */
+  let basis = { min: 0, max: 0 };
+  /** Fast exchanges left in the current burst (wantsMore); a new burst only once a window of samples has passed. */
+  let burstLeft = 0;
+  let sinceBurst = Infinity;
+  const BURST = 8;
   const samples: { at: number; offset: number; delay: number }[] = [];
   let est: OffsetEstimate = { offsetMs: 0, rttMs: 0, driftPpm: 0, samples: 0, synced: false, at: 0 };
 
@@ -59,8 +72,19 @@ export function createOffsetEstimator(opts: EstimatorOptions = {}) {
       const my = fit.reduce((a, s) => a + s.offset, 0) / fit.length;
       let sxy = 0; let sxx = 0;
       for (const s of fit) { sxy += (s.at - mx) * (s.offset - my); sxx += (s.at - mx) ** 2; }
-      if (sxx > 0) driftPpm = (sxy / sxx) * 1e6;
+      if (sxx > 0) {
+        const fitted = (sxy / sxx) * 1e6;
+        if (Math.abs(fitted) <= maxDrift) driftPpm = fitted;
+      }
     }
+    basis = { min: best[0]!.delay, max: best[best.length - 1]!.delay };
+    // At most BURST fast exchanges per window of samples: a path whose delays always scatter must not
+    // sync at 1 Hz (at most 8 extra exchanges per 32).
+    const scattered = basis.max - basis.min > Math.max(5, 0.5 * basis.min);
+    sinceBurst++;
+    if (!scattered) burstLeft = 0;
+    else if (burstLeft > 0) burstLeft--;
+    else if (sinceBurst >= window && samples.length >= minSamples) { burstLeft = BURST; sinceBurst = 0; }
     est = { offsetMs: median, rttMs: best[0]!.delay, driftPpm, samples: samples.length, synced: samples.length >= minSamples, at };
   }
 
@@ -86,7 +110,18 @@ export function createOffsetEstimator(opts: EstimatorOptions = {}) {
       return l;
     },
     estimate: () => est,
-    reset() { samples.length = 0; est = { offsetMs: 0, rttMs: 0, driftPpm: 0, samples: 0, synced: false, at: 0 }; },
+    /**
+     * Should the next exchange come soon? Yes while unsynced, and for a burst of up to 8 exchanges when
+     * the estimate rests on samples much worse than its best one (delays spread beyond max(5 ms, half
+     * the best)): the path got quieter than the samples we hold (a fleet that synced during a reconnect
+     * storm, then the storm passed), so fast exchanges replace them. Otherwise the median of the best
+     * third keeps the storm's error for minutes.
+     */
+    wantsMore(): boolean {
+      if (!est.synced) return true;
+      return burstLeft > 0;
+    },
+    reset() { basis = { min: 0, max: 0 }; burstLeft = 0; sinceBurst = Infinity; samples.length = 0; est = { offsetMs: 0, rttMs: 0, driftPpm: 0, samples: 0, synced: false, at: 0 }; },
   };
   return self;
 }

@@ -44,6 +44,46 @@ describe('clock-offset estimator', () => {
     const { error } = simulate({ offsetMs: 0, driftPpm: 0, upMs: 30, downMs: 10, spikes: 0, n: 16, periodMs: 1000 });
     expect(Math.abs(Math.abs(error) - 10)).toBeLessThan(1.5);
   });
+  it('a reconnect storm: no fitted drift of thousands of ppm, and a burst of fast exchanges once the path is quiet', () => {
+    // Four exchanges during a storm (100–300 ms of queueing, one direction worse), then the path is quiet.
+    const est = createOffsetEstimator({ minDriftSpanMs: 10_000 });
+    const offset = 800;
+    const at = (trueT: number, up: number, down: number) => ({ t0: trueT + offset, t1: trueT + up, t2: trueT + up + 0.1, t3: trueT + up + 0.1 + down + offset });
+    const storm = [[250, 20], [180, 30], [300, 10], [120, 60]] as const;
+    let t = 1_000_000;
+    for (const [up, down] of storm) { est.add(at(t, up, down)); t += 1000; }
+    expect(est.estimate().synced).toBe(true);
+    expect(est.wantsMore()).toBe(false); // nothing better seen yet: the steady period
+    const stormError = Math.abs(est.estimate().offsetMs - offset);
+    expect(stormError).toBeGreaterThan(30);
+    // The quiet path: the first steady exchange (16 s later) is far better than the storm's.
+    t += 16_000;
+    est.add(at(t, 1, 1));
+    expect(est.wantsMore()).toBe(true);
+    // Fast exchanges (1 s) until the estimate rests on quiet samples; a span ≥ 10 s with storm samples in
+    // the fit would fit thousands of ppm: refused (≤ 500 ppm), so extrapolation does not walk away.
+    let fast = 0;
+    while (est.wantsMore() && fast < 20) { t += 1000; est.add(at(t, 1, 1)); fast++; }
+    expect(fast).toBeGreaterThan(0);
+    expect(fast).toBeLessThanOrEqual(8);
+    expect(Math.abs(est.estimate().driftPpm)).toBeLessThanOrEqual(500);
+    expect(Math.abs(est.toController(t + 5000 + offset) - (t + 5000))).toBeLessThan(2);
+  });
+  it('a path whose delays always scatter gets a burst per window of samples, not fast exchanges for ever', () => {
+    const est = createOffsetEstimator();
+    const r = rng(3);
+    let t = 0;
+    let fast = 0;
+    for (let i = 0; i < 200; i++) {
+      const up = 1 + r() * 60; const down = 1 + r() * 60;
+      est.add({ t0: t, t1: t + up, t2: t + up, t3: t + up + down });
+      if (est.wantsMore()) fast++;
+      t += 16_000;
+    }
+    // Unsynced (3 exchanges), then at most 8 fast ones per window of 32 samples.
+    expect(fast).toBeLessThanOrEqual(3 + Math.ceil(200 / 32) * 8);
+    expect(fast).toBeGreaterThan(0);
+  });
   it('converts both ways consistently', () => {
     const { est } = simulate({ offsetMs: 750, driftPpm: 50, upMs: 2, downMs: 2, spikes: 0, n: 16, periodMs: 2000 });
     const l = 5_000_000;
