@@ -268,6 +268,32 @@ describe('jitter buffer: clock drift and steps', () => {
   });
 });
 
+describe('jitter buffer: a clock estimate that ran ahead, then came back', () => {
+  it('plays the frames that arrive after the estimate came back (they are not judged late)', () => {
+    let offset = 1500;
+    const clock = { toController: (l: number) => l - offset };
+    const jb = createJitterBuffer({ timing: { baseTimestamp: BASE_TS, baseControllerMs: BASE_MS, codecDelaySamples: 0 }, delayMs: 100, clock, payloadType: PT, decoder: rawDecoder() });
+    const out = new Float32Array(480);
+    const t0 = BASE_MS + 1500 + 100; // local time at which stream position 0 sounds (true offset)
+    // The estimate runs 3 s ahead while the session starts: the cursor goes to position 3 s, in silence.
+    offset = 1500 - 3000;
+    jb.read(out, t0);
+    // The estimate comes back before the first frame's slot (the cursor jumps back at the next read);
+    // frames 1… arrive in time for their true slots.
+    offset = 1500;
+    jb.read(out, t0 - 10);
+    expect(jb.stats().resyncs).toBe(1);
+    for (let k = 1; k < 10; k++) expect(jb.push(packet(k))).toBe('accepted');
+    const got = pull(jb, t0, 38);
+    // Block b holds stream samples from b·480 on: silence for frame 0 (never sent), then the ramp.
+    expect(got[0]).toBe(0);
+    expect(got[960]).toBe(960);
+    expect(got[960 + 479]).toBe(1439);
+    expect(jb.stats()).toMatchObject({ state: 'playing', late: 0, resyncs: 1 });
+    expect(jb.stats().framesDecoded).toBe(9);
+  });
+});
+
 describe('jitter buffer with the real Opus codec', () => {
   it('compensates the codec delay: a chirp plays at capture + D to the sample', async () => {
     const { signal, chirpAt, chirp } = chirpTrack(2, { periodMs: 250, firstMs: 100 });

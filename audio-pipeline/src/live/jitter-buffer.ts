@@ -37,6 +37,8 @@
  *   alignment but clicks ~5 times a second at 100 ppm; resampling by 1e-4 is inaudible (0.17 cent).
  * - Steps: an error beyond `resyncThresholdMs` (the offset estimate stepped, the DAC skipped after a
  *   stall) is not slewed away over seconds: the cursor jumps to the target (counted in `resyncs`).
+ *   A jump back drops the decoded audio ahead of the new cursor, so frames for those positions are
+ *   taken again instead of being judged late.
  *
  * ## Frames, loss and lateness
  *
@@ -480,6 +482,11 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
           log.debug({ errorMs: e / perMs }, 'live playout cursor jumped to target');
           st.resyncs++;
           pos = target;
+          // Back: what was produced ahead of the new cursor never sounded (a clock estimate that ran
+          // ahead made it, as lead-in silence or concealment). Keeping it would judge every frame that
+          // arrives for those positions late, for as long as the estimate had run ahead (seconds: the
+          // whole of a short announcement). Produce them again from what arrives.
+          if (e < 0 && ringEnd !== null && ringEnd > target - 2) ringEnd = target - 2 > ringStart ? Math.floor(target) - 2 : null;
         } else {
           const c = e / horizon;
           ratio = 1 + (c > maxSlew ? maxSlew : c < -maxSlew ? -maxSlew : c);
