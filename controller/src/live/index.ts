@@ -188,6 +188,8 @@ interface Session {
   speakNowWaiters: (() => void)[];
   /** A speakNow recount is queued (statuses arriving together are counted once). */
   speakNowQueued?: boolean;
+  /** The last full readiness count (refreshSpeakNow) and what changed since. */
+  speakNowCount: { at: number; shortfall: number; gains: number; other: boolean; timer: NodeJS.Timeout | undefined };
   mic: { connected: boolean; frames: number; samples: number; droppedSamples: number; firstAt: number; close?: (code: number, reason: string) => void } | null;
   micTimer: NodeJS.Timeout | undefined;
   emitTimer: NodeJS.Timeout | undefined;
@@ -197,6 +199,8 @@ const TERMINAL = new Set<LiveNodeState>(['ended', 'refused', 'failed']);
 /** States in the order a node goes through them: a late report never moves a node back. */
 const STATE_ORDER: Record<LiveNodeState, number> = { announced: 0, joining: 1, ready: 2, playing: 3, ended: 4, refused: 4, failed: 4 };
 /** Reason of a target whose hello arrives but that hears nothing back (the console matches its `one-way` start). */
+/** A readiness count skipped as unable to change speak-now is made up this soon (refreshSpeakNow). */
+const SPEAK_NOW_RECOUNT_MS = 100;
 const ONE_WAY_REASON = 'one-way path: its hello reaches the controller, our packets do not reach it';
 
 /** Live sessions: the contract other services (CAP alerts, the console) code against is this object's methods. */
@@ -256,7 +260,7 @@ export function createLive(deps: LiveDeps) {
         n.readyFromHello = true;
         n.updatedAt = now();
         delete n.reason;
-        queueSpeakNow(s);
+        queueSpeakNow(s, 'gain');
         emitSoon(s);
       }
     }
@@ -312,11 +316,16 @@ export function createLive(deps: LiveDeps) {
     return { ...r, summary, notPlaying };
   }
 
-  function computeSpeakNow(s: Session): boolean {
-    const onlineTargets = [...s.nodes.values()].filter((n) => deps.nodes.get(n.nodeId)?.status === 'online' && n.state !== 'refused');
-    if (onlineTargets.length === 0) return false;
-    const ready = onlineTargets.filter((n) => n.state === 'ready' || n.state === 'playing').length;
-    return ready >= Math.ceil(onlineTargets.length * opt.speakNowFraction - 1e-9);
+  /** Online, not refused targets; how many are ready (or playing); how many must be for speak-now. */
+  function countReady(s: Session): { online: number; ready: number; needed: number } {
+    let online = 0;
+    let ready = 0;
+    for (const n of s.nodes.values()) {
+      if (n.state === 'refused' || deps.nodes.get(n.nodeId)?.status !== 'online') continue;
+      online++;
+      if (n.state === 'ready' || n.state === 'playing') ready++;
+    }
+    return { online, ready, needed: Math.ceil(online * opt.speakNowFraction - 1e-9) };
   }
 
   function info(s: Session): LiveSessionView {
@@ -387,15 +396,36 @@ export function createLive(deps: LiveDeps) {
    * Counting readiness walks every target: once per batch of reports, not per report (O(N²) at 1,000
    * clusters, half a second of the controller's event loop in the emergency bench).
    */
-  function queueSpeakNow(s: Session) {
+  function queueSpeakNow(s: Session, change: 'gain' | 'other') {
+    const sn = s.speakNowCount;
+    if (change === 'gain') sn.gains++; else sn.other = true;
     if (s.speakNowQueued) return;
     s.speakNowQueued = true;
     setImmediate(() => { s.speakNowQueued = false; if (s.endedAt === null) refreshSpeakNow(s); });
   }
 
+  /**
+   * A full count walks every target; it is skipped while it cannot change the answer: only targets
+   * became ready since the last count, too few to close its shortfall (the hellos of 1,000 clusters
+   * arrive one by one over hundreds of ms). A node going offline lowers the shortfall without an
+   * event, so a skipped count is made up within SPEAK_NOW_RECOUNT_MS.
+   */
   function refreshSpeakNow(s: Session) {
+    const sn = s.speakNowCount;
+    if (!s.speakNow && !sn.other && sn.gains < sn.shortfall && now() - sn.at < SPEAK_NOW_RECOUNT_MS) {
+      if (!sn.timer) {
+        sn.timer = setTimeout(() => { sn.timer = undefined; if (s.endedAt === null) refreshSpeakNow(s); }, SPEAK_NOW_RECOUNT_MS);
+        sn.timer.unref?.();
+      }
+      return;
+    }
     const was = s.speakNow;
-    s.speakNow = computeSpeakNow(s);
+    const c = countReady(s);
+    sn.at = now();
+    sn.gains = 0;
+    sn.other = false;
+    sn.shortfall = c.needed - c.ready;
+    s.speakNow = c.online > 0 && c.ready >= c.needed;
     if (s.speakNow && !was) {
       const w = s.speakNowWaiters.splice(0);
       for (const f of w) f();
@@ -449,6 +479,7 @@ export function createLive(deps: LiveDeps) {
     s.endedAt = now();
     s.endReason = reason;
     clearTimeout(s.micTimer);
+    clearTimeout(s.speakNowCount.timer);
     for (const f of s.speakNowWaiters.splice(0)) f();
     s.source?.stop();
     s.mic?.close?.(1000, `session ended: ${reason}`.slice(0, 120));
@@ -602,7 +633,7 @@ export function createLive(deps: LiveDeps) {
       });
       const s: Session = {
         id, communeId, req: r, actor, delayMs, startedAt: ts, endedAt: null, endReason: null, nodes: new Map(), tokens: new Map(), announcements: new Map(),
-        sender, source: null, senderStats: null, speakNow: false, speakNowWaiters: [], mic: null, micTimer: undefined, emitTimer: undefined,
+        sender, source: null, senderStats: null, speakNow: false, speakNowWaiters: [], speakNowCount: { at: 0, shortfall: 0, gains: 0, other: true, timer: undefined }, mic: null, micTimer: undefined, emitTimer: undefined,
       };
       // audioAt: stream position 0 is captured at audioAt − D, so it sounds at audioAt (jitter-buffer.ts (1)).
       sender.start(r.audioAt !== undefined ? r.audioAt - delayMs : ts);
@@ -716,7 +747,7 @@ export function createLive(deps: LiveDeps) {
         n.state = 'joining';
         n.updatedAt = now();
         n.reason = ONE_WAY_REASON;
-        queueSpeakNow(s);
+        queueSpeakNow(s, 'other');
         emitSoon(s);
         return;
       }
@@ -725,6 +756,7 @@ export function createLive(deps: LiveDeps) {
         return;
       }
       n.readyFromHello = false;
+      const wasReady = n.state === 'ready' || n.state === 'playing';
       // updatedAt: when the state last CHANGED (the agent's own `ready` confirms the one its hello set).
       if (n.state !== st.state) n.updatedAt = now();
       n.state = st.state;
@@ -732,7 +764,8 @@ export function createLive(deps: LiveDeps) {
       if (st.stats) n.stats = st.stats;
       if (st.state === 'playing' && n.firstPlayingAt === undefined) n.firstPlayingAt = n.updatedAt;
       if (s.endedAt === null) {
-        queueSpeakNow(s);
+        const isReady = n.state === 'ready' || n.state === 'playing';
+        if (isReady !== wasReady) queueSpeakNow(s, isReady ? 'gain' : 'other');
         emitSoon(s);
       } else {
         writeReceipt(s, n);
