@@ -206,6 +206,7 @@ export async function createController(opts: ControllerOptions = {}) {
         username: external ? decodeURIComponent(u.username) || undefined : broker!.controllerUsername,
         password: external ? decodeURIComponent(u.password) || undefined : broker!.controllerPassword,
         log: log.child({ component: 'fleet-link' }), now, envelope,
+        ...(external ? {} : { publishLocal: broker!.publishLocal }),
         handlers: {
           isKnown: (id) => nodes.has(id),
           onStatus: (id, online, p) => setStatus(id, online, p.agentVersion ?? null),

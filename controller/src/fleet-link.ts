@@ -33,6 +33,13 @@ const UP: TopicName[] = (Object.keys(TOPICS) as TopicName[]).filter((n) => TOPIC
 export function createFleetLink(deps: {
   url: string; username?: string; password?: string; log: Logger; now: () => number;
   envelope: EnvelopeFactory; handlers: FleetHandlers; flushMs?: number;
+  /**
+   * Publish inside the broker's process (the embedded broker): skips the round through our own MQTT
+   * connection, on which the broker takes one publish after another. Measured here, 1,000 QoS 1
+   * retained messages to 1,000 subscribers in 4 processes: the last arrived after 313 ms through the
+   * connection, after 131 ms in-process (an emergency's announcements: bench/live.ts).
+   */
+  publishLocal?: (topic: string, payload: string, qos: 0 | 1, retain: boolean) => Promise<void>;
 }) {
   const { log, now, handlers } = deps;
   let client: MqttClient | undefined;
@@ -128,13 +135,31 @@ export function createFleetLink(deps: {
     log.warn({ topic, error }, 'invalid MQTT payload dropped');
   }
 
+  /**
+   * In-process publishes run side by side in the broker; those on one topic are chained so that they
+   * keep their order (an `ended` announcement must not overtake its `active`), as on a connection.
+   */
+  const localChains = new Map<string, Promise<void>>();
+  function send(topic: string, body: string, qos: 0 | 1, retain: boolean) {
+    const local = deps.publishLocal;
+    if (!local) {
+      client?.publish(topic, body, { qos, retain }, (err) => {
+        if (err) log.warn({ topic, err: err.message }, 'publish failed');
+      });
+      return;
+    }
+    const prev = localChains.get(topic);
+    const next = (prev ? prev.then(() => local(topic, body, qos, retain)) : local(topic, body, qos, retain))
+      .catch((err: Error) => log.warn({ topic, err: err.message }, 'publish failed'));
+    localChains.set(topic, next);
+    void next.then(() => { if (localChains.get(topic) === next) localChains.delete(topic); });
+  }
+
   function publish<N extends TopicName>(name: N, id: string, payload: PayloadOf<N>, opts?: { retain?: boolean }): string {
     const topic = topicFor(name, id);
     const body = encodePayload(name, payload);
     const def = TOPICS[name];
-    client?.publish(topic, body, { qos: def.qos, retain: opts?.retain ?? def.retained }, (err) => {
-      if (err) log.warn({ topic, err: err.message }, 'publish failed');
-    });
+    send(topic, body, def.qos, opts?.retain ?? def.retained);
     return body;
   }
 
@@ -143,7 +168,7 @@ export function createFleetLink(deps: {
     publish,
     /** Raw publish for republishing stored retained messages. */
     publishRaw(topic: string, payload: string, retain: boolean) {
-      client?.publish(topic, payload, { qos: 1, retain });
+      send(topic, payload, 1, retain);
     },
     connected: () => client?.connected ?? false,
     async start() {

@@ -33,6 +33,8 @@ export interface EmbeddedBroker extends BrokerAccounts {
   readonly controllerUsername: string;
   readonly controllerPassword: string;
   connectedCount(): number;
+  /** Publish as the controller, inside the broker (no MQTT connection); resolves once routed. */
+  publishLocal(topic: string, payload: string, qos: 0 | 1, retain: boolean): Promise<void>;
   loadAccounts(rows: { id: string; communeId: string; zoneId: string; secretHash: string }[]): void;
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -64,6 +66,13 @@ export function createEmbeddedBroker({ port, host = '0.0.0.0', log, controllerPa
     controllerUsername,
     controllerPassword,
     connectedCount: () => broker?.connectedClients ?? 0,
+    publishLocal(topic, payload, qos, retain) {
+      const b = broker;
+      if (!b) return Promise.reject(new Error('the embedded broker is not running'));
+      return new Promise<void>((resolve, reject) => {
+        b.publish({ cmd: 'publish', topic, payload: Buffer.from(payload), qos, retain, dup: false }, (err) => (err ? reject(err) : resolve()));
+      });
+    },
     loadAccounts(rows) {
       accounts.clear();
       for (const r of rows) setAccount(r.id, r.communeId, r.zoneId, r.secretHash);
