@@ -21,9 +21,10 @@
  * Time to join matters most for an emergency. The agent instantiates one Opus decoder when it starts
  * and keeps it between sessions: a session's decoder is reset and kept for the next one when the session
  * closes, instead of a new wasm instance per join (instantiation costs CPU and, through V8's accounting
- * of wasm memory, full garbage collections: audio-pipeline/src/live/opus.ts). A join then only binds its
- * socket and says hello. A second session open at the same time (a relay feed beside a claimed session)
- * instantiates its own.
+ * of wasm memory, full garbage collections: audio-pipeline/src/live/opus.ts). The receive socket is
+ * bound at start and kept too (session-receiver.ts LiveReceiveSocket): a join only attaches to it and
+ * says hello. A second session open at the same time (a relay feed beside a claimed session)
+ * instantiates its own decoder and binds its own socket.
  * `ended` (announcement), an RTCP BYE, or silence from the controller beyond `noAudioTimeoutMs` ends
  * the buffer; the program finishes once what is buffered has played, and the speakers are released.
  *
@@ -35,7 +36,7 @@
  */
 import { pino, type Logger } from 'pino';
 import {
-  createJitterBuffer, createLiveReceiverEndpoint, createOpusDecoder, type FrameDecoder, type JitterBuffer, type LiveReceiverEndpoint,
+  createJitterBuffer, createLiveReceiveSocket, createLiveReceiverEndpoint, createOpusDecoder, type LiveReceiveSocket, type FrameDecoder, type JitterBuffer, type LiveReceiverEndpoint,
 } from '../../audio-pipeline/src/live/index.js';
 import type { LiveAnnouncement, LiveStatus } from '../../schemas/src/index.js';
 import type { Clock, Timers } from './clock.js';
@@ -147,6 +148,20 @@ export function createAgentLive(o: AgentLiveOptions) {
   const feedsDone = new Set<string>();
   /** The kept decoder (see the header): instantiated at start, or given back by the last session. */
   let spare: Promise<FrameDecoder> | undefined;
+
+  /**
+   * The standing receive socket of claimed sessions (relay feeds, which may overlap one, bind their
+   * own): bound when the agent starts, kept between sessions, made again if it failed or closed.
+   */
+  let rxSocket: LiveReceiveSocket | undefined;
+  function receiveSocket(): LiveReceiveSocket {
+    if (!rxSocket || rxSocket.closed()) {
+      const r = createLiveReceiveSocket({ ...(o.bindAddress ? { bindAddress: o.bindAddress } : {}), log });
+      rxSocket = r;
+      r.bound.catch((e: Error) => { log.warn({ err: e.message }, 'live receive socket did not bind'); if (rxSocket === r) rxSocket = undefined; });
+    }
+    return rxSocket;
+  }
 
   function makeSpare() {
     if (!running || spare) return;
@@ -282,7 +297,7 @@ export function createAgentLive(o: AgentLiveOptions) {
     const endpoint = createLiveReceiverEndpoint({
       controller: { host: a.rtp.host, port: a.rtp.port }, token: a.token, ssrc: a.ssrc,
       payloadTypes: [a.payloadType, ...(a.redPayloadType !== null ? [a.redPayloadType] : [])],
-      clock: o.clock, helloIntervalMs: o.helloIntervalMs ?? 1000, ...(o.bindAddress ? { bindAddress: o.bindAddress } : {}),
+      clock: o.clock, helloIntervalMs: o.helloIntervalMs ?? 1000, shared: receiveSocket(),
       onPacket: (p, at) => {
         x.lastPacketLocal = at;
         if (jb.push(p, at) === 'accepted' && x.state === 'joining' && !x.finished) heardBack(x);
@@ -475,9 +490,11 @@ export function createAgentLive(o: AgentLiveOptions) {
       return last;
     },
     active: () => (cur && !cur.finished ? cur.a.sessionId : undefined),
-    start() { running = true; makeSpare(); },
+    start() { running = true; makeSpare(); receiveSocket(); },
     stop() {
       running = false;
+      void rxSocket?.close();
+      rxSocket = undefined;
       const d = spare;
       spare = undefined;
       void d?.then((x) => x.close(), () => {});

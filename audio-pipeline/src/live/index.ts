@@ -94,6 +94,8 @@ export {
 export {
   createRtpReceiver,
   createLiveReceiverEndpoint,
+  createLiveReceiveSocket,
+  type LiveReceiveSocket,
   type RtpReceiver,
   type RtpReceiverOptions,
   type RtpReceiverStats,

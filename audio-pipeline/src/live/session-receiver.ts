@@ -169,6 +169,58 @@ export function createRtpReceiver(o: RtpReceiverOptions): RtpReceiver {
 
 // ---------------------------------------------------------------------------------------- endpoint
 
+/**
+ * A receive socket that outlives sessions: bound once (the agent binds it when it starts), then lent to
+ * one session's endpoint after another. A join then costs no socket creation and no bind (an emergency
+ * reaches every cluster at once, and each join's CPU adds to the time to first sound), and a NAT/4G
+ * mapping the last session opened may still hold. Only the attached endpoint sees datagrams; the next
+ * session's SSRC check drops the previous session's stragglers.
+ */
+export interface LiveReceiveSocket {
+  readonly socket: dgram.Socket;
+  readonly family: 4 | 6;
+  /** Resolves once bound; rejects with the bind error (the socket is then closed, make a new one). */
+  bound: Promise<void>;
+  /** Hand datagrams to `fn` (replacing whoever had them); the returned detach is a no-op once replaced. */
+  attach(fn: (msg: Buffer, rinfo: dgram.RemoteInfo) => void): () => void;
+  closed(): boolean;
+  close(): Promise<void>;
+}
+
+export function createLiveReceiveSocket(o: { bindAddress?: string; bindPort?: number; log?: Logger } = {}): LiveReceiveSocket {
+  const family = o.bindAddress?.includes(':') ? 6 : 4;
+  const socket = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
+  let handler: ((msg: Buffer, rinfo: dgram.RemoteInfo) => void) | null = null;
+  let isClosed = false;
+  socket.on('message', (msg, rinfo) => { if (handler) handler(msg, rinfo); });
+  socket.on('close', () => { isClosed = true; });
+  const bound = new Promise<void>((resolve, reject) => {
+    const onError = (err: Error) => { isClosed = true; try { socket.close(); } catch { /* not bound */ } reject(err); };
+    socket.once('error', onError);
+    socket.bind(o.bindPort ?? 0, o.bindAddress ?? '0.0.0.0', () => {
+      socket.off('error', onError);
+      socket.on('error', (err) => (o.log ?? pino({ level: 'silent' })).warn({ err }, 'live receive socket error'));
+      resolve();
+    });
+  });
+  bound.catch(() => {});
+  return {
+    socket, family, bound,
+    attach(fn) {
+      handler = fn;
+      return () => { if (handler === fn) handler = null; };
+    },
+    closed: () => isClosed,
+    async close() {
+      handler = null;
+      if (isClosed) return;
+      isClosed = true;
+      await bound.catch(() => {});
+      await new Promise<void>((resolve) => { try { socket.close(() => resolve()); } catch { resolve(); } });
+    },
+  };
+}
+
 export interface LiveReceiverEndpointOptions {
   /** Where the controller's RTP socket is (RADIO_PUBLIC_HOST:RADIO_RTP_PORT, or a proxy in tests). */
   controller: { host: string; port: number };
@@ -184,6 +236,11 @@ export interface LiveReceiverEndpointOptions {
   timers?: SenderTimers & { setInterval(fn: () => void, ms: number): NodeJS.Timeout; clearInterval(t: NodeJS.Timeout | undefined): void };
   bindAddress?: string;
   bindPort?: number;
+  /**
+   * A standing socket to receive on (createLiveReceiveSocket): the endpoint attaches at start and
+   * detaches at stop, never closes it. Without one the endpoint binds its own (bindAddress/bindPort).
+   */
+  shared?: LiveReceiveSocket;
   /** Hello + receiver report period (keeps NAT mappings alive); default 2000 ms. */
   helloIntervalMs?: number;
   onPacket(packet: RtpPacket, arrivalLocalMs: number): void;
@@ -204,13 +261,18 @@ export interface LiveReceiverEndpoint {
 const FAST_RETRIES = 8;
 
 export function createLiveReceiverEndpoint(o: LiveReceiverEndpointOptions): LiveReceiverEndpoint {
-  const log = (o.log ?? pino({ level: 'silent' })).child({ component: 'live-receiver' });
+  // The child logger only when something is logged (a join must be cheap: see LiveReceiveSocket).
+  let childLog: Logger | undefined;
+  const log = { debug: (obj: object, msg: string) => (childLog ??= (o.log ?? pino({ level: 'silent' })).child({ component: 'live-receiver' })).debug(obj, msg) };
   const localSsrc = (o.localSsrc ?? randomInt(0, 0xffff_ffff)) >>> 0;
   const interval = o.helloIntervalMs ?? 2000;
   const setI = o.timers?.setInterval ?? ((fn: () => void, ms: number) => setInterval(fn, ms));
   const clearI = o.timers?.clearInterval ?? ((t: NodeJS.Timeout | undefined) => clearInterval(t));
-  const family = o.bindAddress?.includes(':') ? 6 : 4;
-  const socket = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
+  // Own socket: made (and bound) at start.
+  let own: LiveReceiveSocket | null = null;
+  let rs: LiveReceiveSocket | null = o.shared ?? null;
+  let detach: (() => void) | null = null;
+  const family = o.shared ? o.shared.family : o.bindAddress?.includes(':') ? 6 : 4;
   let controllerAddress = o.controller.host;
   let receiver: RtpReceiver | null = null;
   let timer: NodeJS.Timeout | undefined;
@@ -227,7 +289,7 @@ export function createLiveReceiverEndpoint(o: LiveReceiverEndpointOptions): Live
     const s = receiver.stats();
     const reports = s.accepted > 0 ? [receiver.report(o.clock.now())] : [];
     try {
-      socket.send(buildHello({ ssrc: localSsrc, token: o.token, reports }), o.controller.port, controllerAddress, (err) => {
+      rs!.socket.send(buildHello({ ssrc: localSsrc, token: o.token, reports }), o.controller.port, controllerAddress, (err) => {
         if (err) {
           sendErrors++;
           log.debug({ err }, 'hello send failed');
@@ -268,17 +330,16 @@ export function createLiveReceiverEndpoint(o: LiveReceiverEndpointOptions): Live
         ...(o.onRtcp ? { onRtcp: o.onRtcp } : {}),
       });
       const r = receiver;
-      socket.on('message', (msg, rinfo) => {
+      if (!rs) {
+        own = createLiveReceiveSocket({ ...(o.bindAddress ? { bindAddress: o.bindAddress } : {}), ...(o.bindPort !== undefined ? { bindPort: o.bindPort } : {}), ...(o.log ? { log: o.log } : {}) });
+        rs = own;
+      }
+      await rs.bound;
+      if (stopped) return;
+      if (rs.closed()) throw new Error('the receive socket is closed');
+      detach = rs.attach((msg, rinfo) => {
         if (!heardBack && rinfo.port === o.controller.port && rinfo.address === controllerAddress) heardBack = true;
         r.handle(msg, rinfo, o.clock.now());
-      });
-      socket.on('error', (err) => log.warn({ err }, 'live receive socket error'));
-      await new Promise<void>((resolve, reject) => {
-        socket.once('error', reject);
-        socket.bind(o.bindPort ?? 0, o.bindAddress ?? '0.0.0.0', () => {
-          socket.off('error', reject);
-          resolve();
-        });
       });
       hello();
       timer = setI(hello, interval);
@@ -290,12 +351,14 @@ export function createLiveReceiverEndpoint(o: LiveReceiverEndpointOptions): Live
       stopped = true;
       clearI(timer);
       clearTimeout(retryTimer);
-      if (!started) return;
-      await new Promise<void>((resolve) => socket.close(() => resolve()));
+      detach?.();
+      detach = null;
+      if (own) await own.close();
     },
     hello,
     address() {
-      const a = socket.address();
+      if (!rs) throw new Error('the endpoint is not started');
+      const a = rs.socket.address();
       return { address: a.address, port: a.port };
     },
     stats() {
