@@ -44,6 +44,9 @@ const SIZES = (process.env.BENCH_LIVE_SIZES ?? '1,50,200').split(',').map(Number
 const MEASURED = Number(process.env.BENCH_LIVE_MEASURED ?? 10);
 const DELAY = Number(process.env.BENCH_LIVE_DELAY_MS ?? 80);
 const EMERGENCY_N = Number(process.env.BENCH_LIVE_EMERGENCY_N ?? 1000);
+/** How long the emergency fleet may take to settle its clocks (p99 error ≤ SETTLE_P99_MS) before the call. */
+const SETTLE_MAX_MS = Number(process.env.BENCH_LIVE_SETTLE_MAX_S ?? 60) * 1000;
+const SETTLE_P99_MS = 5;
 const FRAME = 480; // 10 ms microphone frames
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -305,8 +308,24 @@ async function emergencyRun(o: { base: string; token: string; dir: string; specs
   console.log(`emergency fleet: ${N} agents in ${ew.length} worker processes, ${synced} connected and time-synced after ${fmt((now() - t0) / 1000, 0)} s; amplifiers held warm; time sync at the agent default period; ` +
     `first sound measured at ${M} of them (every ${every}th, ${FULL_AGENTS ? 'virtual DACs' : 'onset sinks: paced like the DAC with a 20 ms lead, decoding until their first sound'}); ` +
     `the other ${N - M} join, say hello, receive and buffer every packet (so the controller's fan-out to ${N} and its wait for all of them to be ready are real) but never decode: 2 cores cannot decode ${N} streams`);
-  await sleep(3000);
+  // A fleet in service has settled clocks; one that has just connected synced during its own reconnect
+  // storm (every agent at once), with errors of tens of ms. Wait for the steady state (the agents'
+  // estimates, checked against the true clock), as an emergency would find it.
+  const tSettle = now();
+  let errs = summary([]);
+  for (const d = now() + SETTLE_MAX_MS; ;) {
+    const q = await queryAll(ew);
+    errs = summary(q.nodes.filter((x) => x.synced).map((x) => Math.abs(x.syncErrorMs)));
+    if ((errs.n >= N && errs.p99 <= SETTLE_P99_MS) || now() > d) break;
+    await sleep(2000);
+  }
+  console.log(`emergency fleet clocks: |estimate − true| p50/p99/max ${fmt(errs.median, 2)}/${fmt(errs.p99, 2)}/${fmt(errs.max, 1)} ms over ${errs.n} agents, ` +
+    `${errs.p99 <= SETTLE_P99_MS ? 'settled' : `NOT settled (p99 > ${SETTLE_P99_MS} ms)`} ${fmt((now() - tSettle) / 1000, 0)} s after all had synced`);
   const wpids = ew.map((w) => w.proc.pid!);
+  const i0 = { c: cpuOf([o.ctlPid]), a: cpuOf(wpids), t: now() };
+  await sleep(3000);
+  const idleWall = now() - i0.t;
+  console.log(`emergency fleet at rest before the call (3 s): CPU controller=${fmt(((cpuOf([o.ctlPid]) - i0.c) * 1000 * 100) / idleWall, 0)} % agents=${fmt(((cpuOf(wpids) - i0.a) * 1000 * 100) / idleWall, 0)} % of one core; loadavg=${loadavg()}`);
   await queryAll(ew, undefined, true);
   const PROFILE = process.env.BENCH_LIVE_PROFILE;
   if (PROFILE) { fs.mkdirSync(PROFILE, { recursive: true }); await Promise.all(ew.map((w) => w.ask({ type: 'profStart' }))); }
@@ -328,7 +347,8 @@ async function emergencyRun(o: { base: string; token: string; dir: string; specs
     for (const n of q.nodes) { const k = n.live && n.live.sessionId === r.body.sessionId ? n.live.state : 'none'; st.set(k, (st.get(k) ?? 0) + 1); }
     const b = v.body;
     const key = `${[...st].join()}|${firsts.length}|${b.reach.ready}|${b.reach.playing}|${b.sender?.destinations}|${b.endedAt}`;
-    if (key !== lastKey) trace.push(`${fmt(now() - tCall, 0)} ms: agents ${[...st].map(([k, x]) => `${k} ${x}`).join(', ')}; sounded ${firsts.length}; udp sent/received per worker ${q.udp.map((u) => `${u.sent}/${u.received}`).join(' ')}; controller: speakNow=${b.speakNow} ready=${b.reach.ready ?? '?'} playing=${b.reach.playing ?? '?'} ` +
+    const cpuNow = `CPU since the call: controller ${fmt((cpuOf([o.ctlPid]) - c0) * 1000, 0)} ms, agents ${fmt((cpuOf(wpids) - a0) * 1000, 0)} ms; `;
+    if (key !== lastKey) trace.push(`${fmt(now() - tCall, 0)} ms: ${cpuNow}agents ${[...st].map(([k, x]) => `${k} ${x}`).join(', ')}; sounded ${firsts.length}; udp sent/received per worker ${q.udp.map((u) => `${u.sent}/${u.received}`).join(' ')}; controller: speakNow=${b.speakNow} ready=${b.reach.ready ?? '?'} playing=${b.reach.playing ?? '?'} ` +
       `destinations=${b.sender?.destinations ?? '-'} frames=${b.sender?.framesSent ?? '-'} padded=${b.sender?.paddedFrames ?? '-'} queued=${fmt(b.sender?.queuedMs ?? NaN, 0)} ms${b.endedAt ? ` ENDED (${b.endReason})` : ''}`);
     lastKey = key;
     if (firsts.length >= M && now() - tCall > 3000) break;
@@ -352,6 +372,11 @@ async function emergencyRun(o: { base: string; token: string; dir: string; specs
   const load = loadavg();
   const view = (await api<SessionView>(o.base, o.token, 'GET', `/api/v1/live/sessions/${r.body.sessionId}`)).body;
   await api(o.base, o.token, 'POST', `/api/v1/live/sessions/${r.body.sessionId}/stop`);
+  // The slowest measured clusters, with what might explain them: clock estimate error, late packets.
+  const slow = q.nodes.filter((x) => measuredIds.has(x.nodeId)).map((x) => ({ x, first: x.onsets.length ? x.onsets[0]! - tCall : Infinity }))
+    .sort((a, b) => b.first - a.first).slice(0, 5);
+  console.log(`emergency slowest measured: ${slow.map(({ x, first }) => `${x.nodeId} ${fmt(first, 0)} ms (clock error ${fmt(x.syncErrorMs, 1)} ms, announced +${fmt((x.announcedAt[r.body.sessionId] ?? NaN) - tCall, 0)} ms, ` +
+    `packets ${x.live?.packets ?? '-'} late ${x.live?.late ?? '-'} concealed ${x.live?.concealed ?? '-'})`).join('; ')}`);
   const s = summary(firsts);
   const all = [...firsts, ...Array<number>(Math.max(0, M - firsts.length)).fill(Infinity)].sort((a, b) => a - b);
   const p99 = all[Math.ceil(0.99 * all.length) - 1]!;
