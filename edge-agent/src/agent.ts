@@ -406,8 +406,12 @@ export function createAgent(o: AgentOptions) {
         emit('receiptsAcked', ack.ids);
         return;
       }
-      case 'live': {
+      case 'live': case 'liveFeed': {
         const a = r.value as LiveAnnouncement;
+        if (name === 'liveFeed' && !a.airing) {
+          log.warn({ topic, sessionId: a.sessionId }, 'live feed announcement without `airing` dropped');
+          return;
+        }
         if (!acceptEnvelope(topic, a)) return;
         live.onAnnouncement(a);
         emit('live', a);

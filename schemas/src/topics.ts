@@ -39,6 +39,11 @@ export const TOPICS = {
   receipts: def({ scope: 'node', suffix: 'receipts', direction: 'up', retained: false, qos: 1, schema: ReceiptBatch }),
   liveStatus: def({ scope: 'node', suffix: 'live/status', direction: 'up', retained: false, qos: 1, schema: LiveStatus }),
   live: def({ scope: 'node', suffix: 'live', direction: 'down', retained: true, qos: 1, schema: LiveAnnouncement }),
+  /**
+   * Announcements of scheduled relay feeds (those with `airing`): a topic of their own, so a relay airing
+   * and an API session (an emergency) on the same node never overwrite each other's retained message.
+   */
+  liveFeed: def({ scope: 'node', suffix: 'live/feed', direction: 'down', retained: true, qos: 1, schema: LiveAnnouncement }),
   plan: def({ scope: 'node', suffix: 'plan', direction: 'down', retained: true, qos: 1, schema: Plan }),
   receiptAck: def({ scope: 'node', suffix: 'receipts/ack', direction: 'down', retained: false, qos: 1, schema: ReceiptAck }),
   nodeCommand: def({ scope: 'node', suffix: 'cmd', direction: 'down', retained: false, qos: 1, schema: Command }),

@@ -1,5 +1,6 @@
 import dgram from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import mqtt from 'mqtt';
 import WebSocket from 'ws';
 import { buildHello } from '../../audio-pipeline/src/live/index.js';
 import { provisionFleet, type ProvisionedNode } from '../../firmware-sim/src/fleet.js';
@@ -102,6 +103,40 @@ describe('live sessions API', () => {
     expect(receipts.body.map((x: any) => [x.state, x.played])).toEqual([['ready', false], ['offline', false]]);
     // Stopping again is harmless.
     expect((await t.api('POST', `/api/v1/live/sessions/${s.sessionId}/stop`)).body.state).toBe('ended');
+  });
+
+  it('a scheduled relay feed and an API session on the same node keep their own retained announcements', async () => {
+    const node = specs[1]!;
+    const communeId = t.ctl.config.RADIO_COMMUNE_ID;
+    // The relay item is 60 s away: its source does not start within this test.
+    const feed = await t.ctl.live.startSession(communeId, 'schedule', {
+      kind: 'relay', title: 'Tiếp sóng', priority: 'normal', targets: { commune: false, zones: [], nodes: [node.nodeId] },
+      url: 'http://127.0.0.1:9/station.mp3', durationMs: 10_000, repeat: 1, delayMs: 200, airing: { airingId: 'air-overlap-1', itemIndex: 1 }, audioAt: Date.now() + 60_000,
+    });
+    const api = await t.api('POST', '/api/v1/live/sessions', base({ targets: { nodes: [node.nodeId] } }));
+    expect(api.status).toBe(201);
+    // What an agent that reconnects now gets: both, each on its own topic.
+    const retained = async () => {
+      const c = await mqtt.connectAsync(node.mqttUrl, { clientId: node.username, username: node.username, password: node.password, reconnectPeriod: 0 });
+      const got = new Map<string, { sessionId?: string; state?: string }>();
+      const both = new Promise<void>((resolve) => c.on('message', (topic, payload) => {
+        if (payload.length) got.set(topic, JSON.parse(payload.toString()) as { sessionId: string; state: string });
+        if (got.has(`radio/v1/node/${node.nodeId}/live`) && got.has(`radio/v1/node/${node.nodeId}/live/feed`)) resolve();
+      }));
+      await c.subscribeAsync([`radio/v1/node/${node.nodeId}/live`, `radio/v1/node/${node.nodeId}/live/feed`], { qos: 1 });
+      await both;
+      await c.endAsync();
+      return got;
+    };
+    let got = await retained();
+    expect(got.get(`radio/v1/node/${node.nodeId}/live`)).toMatchObject({ sessionId: api.body.sessionId, state: 'active' });
+    expect(got.get(`radio/v1/node/${node.nodeId}/live/feed`)).toMatchObject({ sessionId: feed.sessionId, state: 'active', airing: { airingId: 'air-overlap-1', itemIndex: 1 } });
+    // Ending the API session leaves the feed's announcement as it was.
+    await t.api('POST', `/api/v1/live/sessions/${api.body.sessionId}/stop`);
+    got = await retained();
+    expect(got.get(`radio/v1/node/${node.nodeId}/live`)).toMatchObject({ sessionId: api.body.sessionId, state: 'ended' });
+    expect(got.get(`radio/v1/node/${node.nodeId}/live/feed`)).toMatchObject({ sessionId: feed.sessionId, state: 'active' });
+    await t.ctl.live.stopSession(communeId, 'schedule', feed.sessionId);
   });
 
   it('refuses a microphone WebSocket with a wrong token, and one for a non-voice session id', async () => {

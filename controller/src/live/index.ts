@@ -9,7 +9,8 @@
  *   session's sender. Everything else is dropped and counted (`stats().dropped`). The RR blocks the
  *   hellos carry (RFC 3550 §6.4.2) become per-node loss/jitter figures.
  * - Each session has one sender (Opus encoded once, the same payload to every destination, RED).
- *   The announcement is per node (its token), retained on radio/v1/node/{id}/live and kept in the
+ *   The announcement is per node (its token), retained on radio/v1/node/{id}/live (a scheduled relay's
+ *   feed on …/live/feed, so the two never overwrite each other) and kept in the
  *   retained table so a reconnecting broker gets it again; on stop an `ended` announcement replaces
  *   it, and is cleared after a grace period.
  * - A controller restart cannot continue a session (its encoder and socket are gone): start() turns
@@ -364,8 +365,10 @@ export function createLive(deps: LiveDeps) {
   }
 
   function publishAnnouncement(communeId: string, nodeId: string, a: LiveAnnouncement) {
-    const topic = topicFor('live', nodeId);
-    const body = deps.link().publish('live', nodeId, a);
+    // A scheduled relay's feed has its own retained topic: it may overlap an API session on the node.
+    const name = a.airing ? 'liveFeed' : 'live';
+    const topic = topicFor(name, nodeId);
+    const body = deps.link().publish(name, nodeId, a);
     store.putRetained(topic, communeId, body, now());
     return { topic, body };
   }
@@ -551,7 +554,7 @@ export function createLive(deps: LiveDeps) {
       const open = q.openSessions.all();
       const ts = now();
       for (const r of store.allRetained()) {
-        const m = /^radio\/v1\/node\/([^/]+)\/live$/.exec(r.topic);
+        const m = /^radio\/v1\/node\/([^/]+)\/live(?:\/feed)?$/.exec(r.topic);
         if (!m) continue;
         let a: LiveAnnouncement;
         try { a = JSON.parse(r.payload) as LiveAnnouncement; } catch { continue; }
