@@ -5,6 +5,7 @@ import {
   buildHello,
   buildSenderReport,
   compoundRtcp,
+  createLiveReceiveSocket,
   createLiveReceiverEndpoint,
   createRtpReceiver,
   createSessionSender,
@@ -277,5 +278,51 @@ describe('receiver endpoint (symmetric RTP)', () => {
     await ep.stop();
     // A hello built by hand carries the same token.
     expect(parseRtcp(buildHello({ ssrc: 1, token: 'sesame' })).length).toBe(2);
+  });
+
+  it('sessions one after another on a standing socket: same port, each sees only its own stream, the socket outlives them', async () => {
+    const ctl = await udp();
+    sockets.push(ctl);
+    const hellos = collect(ctl);
+    const rs = createLiveReceiveSocket({ bindAddress: '127.0.0.1' });
+    await rs.bound;
+    const session = (token: string, ssrc: number) => {
+      const got: RtpPacket[] = [];
+      let arrived: (() => void) | null = null;
+      const ep = createLiveReceiverEndpoint({
+        controller: { host: '127.0.0.1', port: ctl.address().port }, token, ssrc, payloadTypes: [111], clock: { now: () => 0 },
+        helloIntervalMs: 60_000, shared: rs, onPacket: (p) => { got.push(p); arrived?.(); },
+      });
+      return { ep, got, next: () => new Promise<void>((r) => { arrived = r; }) };
+    };
+    const rtp = (ssrc: number, seq: number) => encodeRtp({ payloadType: 111, sequenceNumber: seq, timestamp: seq * 960, ssrc, payload: new Uint8Array([0xf8]) });
+    const port = rs.socket.address().port;
+
+    const one = session('first-session-token', 1);
+    await one.ep.start();
+    await hellos.until(1);
+    expect(one.ep.address().port).toBe(port);
+    const p1 = one.next();
+    ctl.send(rtp(1, 1), port, '127.0.0.1');
+    await p1;
+    await one.ep.stop();
+    expect(rs.closed()).toBe(false);
+
+    const two = session('second-session-token', 2);
+    await two.ep.start();
+    await hellos.until(2);
+    expect(two.ep.address().port).toBe(port);
+    expect(parseRtcp(hellos.got[1]!)[1]).toMatchObject({ type: 'app', name: 'RDIO' });
+    // A straggler of the first session, then the second's own packet (datagrams keep their order on loopback).
+    const p2 = two.next();
+    ctl.send(rtp(1, 2), port, '127.0.0.1');
+    ctl.send(rtp(2, 1), port, '127.0.0.1');
+    await p2;
+    expect(two.got.map((p) => p.ssrc)).toEqual([2]);
+    expect(two.ep.stats()).toMatchObject({ accepted: 1, wrongSsrc: 1 });
+    expect(one.got.map((p) => p.ssrc)).toEqual([1]);
+    await two.ep.stop();
+    await rs.close();
+    expect(rs.closed()).toBe(true);
   });
 });
