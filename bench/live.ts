@@ -16,7 +16,8 @@
  * BENCH_LIVE_AGENTS_PER_WORKER (default 250), BENCH_LIVE_EMERGENCY_MEASURED (clusters of the emergency
  * run whose first sound is measured, evenly spread; default 100), BENCH_LIVE_WORKER_NODE_ARGS (e.g. --cpu-prof),
  * BENCH_LIVE_PROFILE=DIR (CPU profiles of each worker over the emergency window), BENCH_LIVE_EMERGENCY_DELAY_MS
- * (the emergency's D; default the controller's, 200 ms).
+ * (the emergency's D; default the controller's, 200 ms), BENCH_LIVE_SETTLE_MAX_S (how long the emergency fleet
+ * may take, after all its agents synced, until their clock errors are within 5 ms p99; default 60; 0 calls at once).
  */
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -510,12 +511,16 @@ export async function run() {
   const big = out.ours.get(`0/${fleetN}`);
   const loss2 = out.ours.get(`2/${fleetN}`);
   const snapSmall = out.snap.get(`${SNAP_BUFFERS[0]}/${fleetN}`);
+  // The issue's comparison: Snapcast at its smallest buffer that was clean (zero gaps) in this run.
+  const snapClean = [...SNAP_BUFFERS].sort((a, b) => a - b).map((b) => ({ b, r: out.snap.get(`${b}/${fleetN}`) }))
+    .filter((x) => x.r && x.r.fig.gaps === 0).map((x) => ({ b: x.b, fig: x.r!.fig }))[0];
   const clean = (g: number | undefined, secs: number | undefined) => (g === undefined ? 'not measured' : `${g === 0 ? 'clean' : 'NOT clean'} (${g} gaps over ${secs} s${secs !== undefined && secs < 300 ? '; the issue asks 300 s' : ''})`);
   console.log(`clean at ${fleetN} clusters: ours ${clean(big?.fig.gaps, big?.seconds)}; snapcast buffer=${SNAP_BUFFERS[0]} ${clean(snapSmall?.fig.gaps, snapSmall?.seconds)}`);
   if (emergency) console.log(`emergency at ${emergency.n} clusters: API call → first sound p50/p95/p99 ${fmt(emergency.p50, 0)}/${fmt(emergency.p95, 0)}/${fmt(emergency.p99, 0)} ms, sounded at ${emergency.reached} of the ${emergency.measured} measured`);
   const targets = [
     `latency p95 ≤ 150 ms: ${big ? `${big.fig.latency.p95 <= 150 ? 'met' : 'MISSED'} (${fmt(big.fig.latency.p95)})` : 'n/a'}`,
-    `below snapcast's smallest clean p95: ${big && snapSmall ? (snapSmall.fig.gaps === 0 ? (big.fig.latency.p95 < snapSmall.fig.latency.p95 ? 'met' : 'MISSED') : `snapcast buffer=${SNAP_BUFFERS[0]} was not clean here`) : 'n/a'}`,
+    `below snapcast's smallest clean p95: ${big && snapClean ? `${big.fig.latency.p95 < snapClean.fig.latency.p95 ? 'met' : 'MISSED'} (${fmt(big.fig.latency.p95)} vs snapcast buffer=${snapClean.b}: ${fmt(snapClean.fig.latency.p95)})` : 'n/a (no snapcast buffer was clean here)'}` +
+      (big && snapSmall && snapSmall.fig.gaps > 0 ? `, and below snapcast buffer=${SNAP_BUFFERS[0]} (not clean: ${snapSmall.fig.gaps} gaps) too: ${big.fig.latency.p95 < snapSmall.fig.latency.p95 ? 'yes' : 'NO'} (${fmt(snapSmall.fig.latency.p95)})` : ''),
     `skew p95 ≤ 1 ms: ${big ? `${big.fig.skew.p95 <= 1 ? 'met' : 'MISSED'} (${fmt(big.fig.skew.p95, 3)})` : 'n/a'}`,
     `no gap at 2 % loss: ${loss2 ? (loss2.fig.gaps === 0 ? 'met' : 'MISSED') : 'n/a'}`,
     `emergency ≤ 1 s at 1,000: ${emergency && emergency.n >= 1000 ? `${emergency.p99 <= 1000 ? 'met' : 'MISSED'} (p99 ${fmt(emergency.p99, 0)})` : 'n/a'}`,
