@@ -14,7 +14,7 @@
  * BENCH_LIVE_SNAP_BUFFERS (default 100,1000), BENCH_LIVE_FULL_AGENTS=1 (every agent on a virtual DAC
  * with full decode instead of the cheap onset sink: needs far more than 2 cores at 200),
  * BENCH_LIVE_AGENTS_PER_WORKER (default 250), BENCH_LIVE_EMERGENCY_MEASURED (clusters of the emergency
- * run whose first sound is measured, evenly spread; default 100), BENCH_LIVE_WORKER_NODE_ARGS (e.g. --cpu-prof),
+ * run whose first sound is measured, evenly spread; default 100), BENCH_LIVE_WORKER_NODE_ARGS (default --max-semi-space-size=32, see WORKER_NODE_ARGS; e.g. add --cpu-prof),
  * BENCH_LIVE_PROFILE=DIR (CPU profiles of each worker over the emergency window), BENCH_LIVE_EMERGENCY_DELAY_MS
  * (the emergency's D; default the controller's, 200 ms), BENCH_LIVE_SETTLE_MAX_S (how long the emergency fleet
  * may take, after all its agents synced, until their clock errors are within 5 ms p99; default 60; 0 calls at once).
@@ -74,7 +74,14 @@ function ipc(proc: ChildProcess): Ipc {
     }),
   };
 }
-const forkTs = (file: string, args: string[] = []) => fork(path.join(LIB, file), args, { execArgv: ['--import', 'tsx', ...(process.env.BENCH_LIVE_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean)], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+/**
+ * Node flags of the worker processes. 250 simulated agents share one V8 heap, where a cluster's agent
+ * has a heap of its own; their joint young generation overflows the default semi-space when 1,000
+ * sessions start at once, and the collector's pauses (a third of a worker's time at stream start,
+ * profiled) stall every agent of the process. A larger semi-space stands in for 250 separate heaps.
+ */
+const WORKER_NODE_ARGS = (process.env.BENCH_LIVE_WORKER_NODE_ARGS ?? '--max-semi-space-size=32').split(' ').filter(Boolean);
+const forkTs = (file: string, args: string[] = []) => fork(path.join(LIB, file), args, { execArgv: ['--import', 'tsx', ...WORKER_NODE_ARGS], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 const once = (p: ChildProcess, type: string) => new Promise<void>((resolve, reject) => {
   const on = (m: { type: string; message?: string }) => {
     if (m.type === type) { p.off('message', on); resolve(); }
@@ -306,7 +313,7 @@ async function emergencyRun(o: { base: string; token: string; dir: string; specs
     if (Date.now() > d) break;
     await sleep(500);
   }
-  console.log(`emergency fleet: ${N} agents in ${ew.length} worker processes, ${synced} connected and time-synced after ${fmt((now() - t0) / 1000, 0)} s; amplifiers held warm; time sync at the agent default period; ` +
+  console.log(`emergency fleet: ${N} agents in ${ew.length} worker processes (node ${WORKER_NODE_ARGS.join(" ") || "defaults"}), ${synced} connected and time-synced after ${fmt((now() - t0) / 1000, 0)} s; amplifiers held warm; time sync at the agent default period; ` +
     `first sound measured at ${M} of them (every ${every}th, ${FULL_AGENTS ? 'virtual DACs' : 'onset sinks: paced like the DAC with a 20 ms lead, decoding until their first sound'}); ` +
     `the other ${N - M} join, say hello, receive and buffer every packet (so the controller's fan-out to ${N} and its wait for all of them to be ready are real) but never decode: 2 cores cannot decode ${N} streams`);
   // A fleet in service has settled clocks; one that has just connected synced during its own reconnect
@@ -456,7 +463,7 @@ export async function run() {
   const driftWait = Math.max(3000, 22_000 - (now() - t0Fleet));
   await sleep(driftWait);
   console.log(`ours: controller process + ${fleetN} agents (each: own MQTT connection, simulated hardware with clock offset ±2 s and drift ±100 ppm, own UDP receiver and jitter buffer), ` +
-    `up, synced and drift-fitted in ${fmt((now() - t0Fleet) / 1000, 0)} s. Worker processes: 1 with the ${measuredN} MEASURED agents (pcm-pipe sinks into the reader, time sync every ${SYNC_MS} ms)` +
+    `up, synced and drift-fitted in ${fmt((now() - t0Fleet) / 1000, 0)} s. Worker processes (node ${WORKER_NODE_ARGS.join(" ") || "defaults"}): 1 with the ${measuredN} MEASURED agents (pcm-pipe sinks into the reader, time sync every ${SYNC_MS} ms)` +
     (fleetN > measuredN ? ` + ${groups.length - 1} with ${fleetN - measuredN} more agents on ${cheap === 'onset'
       ? 'cheap "onset" sinks (join, hello, receive and buffer every packet, pull and decode until their first sound, then keep time without decoding: 2 cores cannot decode 200 streams in real time; BENCH_LIVE_FULL_AGENTS=1 plays them all on virtual DACs)'
       : 'virtual DACs (full decode and playout)'}, time sync at the agent default${FULL_AGENTS ? '' : ' (16 s)'}` : ''));
