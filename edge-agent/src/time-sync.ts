@@ -65,9 +65,15 @@ export function createOffsetEstimator(opts: EstimatorOptions = {}) {
     let driftPpm = est.driftPpm;
     const first = samples[0]!.at;
     const last = samples[samples.length - 1]!.at;
-    if (last - first >= minDriftSpan && samples.length >= 6) {
-      // Fit the low-delay half: their offsets carry little queueing noise.
-      const fit = [...samples].sort((a, b) => a.delay - b.delay).slice(0, Math.ceil(samples.length / 2));
+    // Fit the low-delay half, and of it only samples near the best delay: a storm's samples (queueing
+    // in one direction biases their offsets by ms) would tilt the line by hundreds of ppm, and the
+    // extrapolation then walks away between exchanges. Too few good samples over too short a span:
+    // the previous drift stays.
+    const minDelay = Math.min(...samples.map((x) => x.delay));
+    const fit = [...samples].sort((a, b) => a.delay - b.delay).slice(0, Math.ceil(samples.length / 2))
+      .filter((x) => x.delay <= minDelay + Math.max(2, 0.5 * minDelay));
+    const fitSpan = fit.length ? Math.max(...fit.map((x) => x.at)) - Math.min(...fit.map((x) => x.at)) : 0;
+    if (last - first >= minDriftSpan && samples.length >= 6 && fit.length >= 4 && fitSpan >= minDriftSpan) {
       const mx = fit.reduce((a, s) => a + s.at, 0) / fit.length;
       const my = fit.reduce((a, s) => a + s.offset, 0) / fit.length;
       let sxy = 0; let sxx = 0;

@@ -69,6 +69,22 @@ describe('clock-offset estimator', () => {
     expect(Math.abs(est.estimate().driftPpm)).toBeLessThanOrEqual(500);
     expect(Math.abs(est.toController(t + 5000 + offset) - (t + 5000))).toBeLessThan(2);
   });
+  it('storm samples do not tilt the drift: only samples near the best delay are fitted', () => {
+    // Four exchanges in a storm (12–20 ms, queued upstream: offsets biased by ~6–9 ms), then two quiet
+    // ones 16–17 s later. The true drift is 0. The low-delay half of six holds one storm sample; fitted,
+    // it would give ~−400 ppm and the estimate would be ~6 ms off 16 s later.
+    const est = createOffsetEstimator({ minDriftSpanMs: 10_000 });
+    const offset = -300;
+    const at = (trueT: number, up: number, down: number) => ({ t0: trueT + offset, t1: trueT + up, t2: trueT + up, t3: trueT + up + down + offset });
+    let t = 5_000_000;
+    for (const up of [19, 13, 17, 15]) { est.add(at(t, up, 1)); t += 1000; }
+    t += 13_000;
+    est.add(at(t, 1, 1));
+    t += 1000;
+    est.add(at(t, 1, 1));
+    expect(Math.abs(est.estimate().driftPpm)).toBeLessThan(50);
+    expect(Math.abs(est.toController(t + 16_000 + offset) - (t + 16_000))).toBeLessThan(1);
+  });
   it('a path whose delays always scatter gets a burst per window of samples, not fast exchanges for ever', () => {
     const est = createOffsetEstimator();
     const r = rng(3);
