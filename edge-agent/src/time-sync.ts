@@ -71,9 +71,9 @@ export function createOffsetEstimator(opts: EstimatorOptions = {}) {
     // the previous drift stays.
     const minDelay = Math.min(...samples.map((x) => x.delay));
     const fit = [...samples].sort((a, b) => a.delay - b.delay).slice(0, Math.ceil(samples.length / 2))
-      .filter((x) => x.delay <= minDelay + Math.max(2, 0.5 * minDelay));
+      .filter((x) => x.delay <= minDelay + Math.max(5, minDelay));
     const fitSpan = fit.length ? Math.max(...fit.map((x) => x.at)) - Math.min(...fit.map((x) => x.at)) : 0;
-    if (last - first >= minDriftSpan && samples.length >= 6 && fit.length >= 4 && fitSpan >= minDriftSpan) {
+    if (last - first >= minDriftSpan && samples.length >= 6 && fit.length >= 3 && fitSpan >= minDriftSpan) {
       const mx = fit.reduce((a, s) => a + s.at, 0) / fit.length;
       const my = fit.reduce((a, s) => a + s.offset, 0) / fit.length;
       let sxy = 0; let sxx = 0;
