@@ -35,9 +35,8 @@ export function createFleetLink(deps: {
   envelope: EnvelopeFactory; handlers: FleetHandlers; flushMs?: number;
   /**
    * Publish inside the broker's process (the embedded broker): skips the round through our own MQTT
-   * connection, on which the broker takes one publish after another. Measured here, 1,000 QoS 1
-   * retained messages to 1,000 subscribers in 4 processes: the last arrived after 313 ms through the
-   * connection, after 131 ms in-process (an emergency's announcements: bench/live.ts).
+   * connection, on which the broker takes one publish after another: an emergency's 1,000 per-node
+   * announcements leave side by side (`npm run bench -- live` prints when they reached the agents).
    */
   publishLocal?: (topic: string, payload: string, qos: 0 | 1, retain: boolean) => Promise<void>;
 }) {

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
 import WebSocket from 'ws';
 import { buildHello } from '../../audio-pipeline/src/live/index.js';
+import { topicFor } from '../../schemas/src/index.js';
 import { provisionFleet, type ProvisionedNode } from '../../firmware-sim/src/fleet.js';
 import { startTestController, type TestController } from '../helpers/controller.js';
 import { waitFor } from '../helpers/wait.js';
@@ -115,27 +116,29 @@ describe('live sessions API', () => {
     });
     const api = await t.api('POST', '/api/v1/live/sessions', base({ targets: { nodes: [node.nodeId] } }));
     expect(api.status).toBe(201);
+    const liveTopic = topicFor('live', node.nodeId);
+    const feedTopic = topicFor('liveFeed', node.nodeId);
     // What an agent that reconnects now gets: both, each on its own topic.
     const retained = async () => {
       const c = await mqtt.connectAsync(node.mqttUrl, { clientId: node.username, username: node.username, password: node.password, reconnectPeriod: 0 });
       const got = new Map<string, { sessionId?: string; state?: string }>();
       const both = new Promise<void>((resolve) => c.on('message', (topic, payload) => {
         if (payload.length) got.set(topic, JSON.parse(payload.toString()) as { sessionId: string; state: string });
-        if (got.has(`radio/v1/node/${node.nodeId}/live`) && got.has(`radio/v1/node/${node.nodeId}/live/feed`)) resolve();
+        if (got.has(liveTopic) && got.has(feedTopic)) resolve();
       }));
-      await c.subscribeAsync([`radio/v1/node/${node.nodeId}/live`, `radio/v1/node/${node.nodeId}/live/feed`], { qos: 1 });
+      await c.subscribeAsync([liveTopic, feedTopic], { qos: 1 });
       await both;
       await c.endAsync();
       return got;
     };
     let got = await retained();
-    expect(got.get(`radio/v1/node/${node.nodeId}/live`)).toMatchObject({ sessionId: api.body.sessionId, state: 'active' });
-    expect(got.get(`radio/v1/node/${node.nodeId}/live/feed`)).toMatchObject({ sessionId: feed.sessionId, state: 'active', airing: { airingId: 'air-overlap-1', itemIndex: 1 } });
+    expect(got.get(liveTopic)).toMatchObject({ sessionId: api.body.sessionId, state: 'active' });
+    expect(got.get(feedTopic)).toMatchObject({ sessionId: feed.sessionId, state: 'active', airing: { airingId: 'air-overlap-1', itemIndex: 1 } });
     // Ending the API session leaves the feed's announcement as it was.
     await t.api('POST', `/api/v1/live/sessions/${api.body.sessionId}/stop`);
     got = await retained();
-    expect(got.get(`radio/v1/node/${node.nodeId}/live`)).toMatchObject({ sessionId: api.body.sessionId, state: 'ended' });
-    expect(got.get(`radio/v1/node/${node.nodeId}/live/feed`)).toMatchObject({ sessionId: feed.sessionId, state: 'active' });
+    expect(got.get(liveTopic)).toMatchObject({ sessionId: api.body.sessionId, state: 'ended' });
+    expect(got.get(feedTopic)).toMatchObject({ sessionId: feed.sessionId, state: 'active' });
     await t.ctl.live.stopSession(communeId, 'schedule', feed.sessionId);
   });
 

@@ -23,7 +23,7 @@
 import crypto from 'node:crypto';
 import dgram from 'node:dgram';
 import type { Logger } from 'pino';
-import { topicFor, type LiveAnnouncement, type LiveStartRequest, type LiveStatus } from '../../../schemas/src/index.js';
+import { parseTopic, topicFor, type LiveAnnouncement, type LiveStartRequest, type LiveStatus } from '../../../schemas/src/index.js';
 import type { ControllerEnv } from '../../../schemas/src/index.js';
 import {
   classifyPacket, createSessionSender, helloToken, parseRtcp,
@@ -554,13 +554,13 @@ export function createLive(deps: LiveDeps) {
       const open = q.openSessions.all();
       const ts = now();
       for (const r of store.allRetained()) {
-        const m = /^radio\/v1\/node\/([^/]+)\/live(?:\/feed)?$/.exec(r.topic);
-        if (!m) continue;
+        const pt = parseTopic(r.topic);
+        if (!pt || (pt.name !== 'live' && pt.name !== 'liveFeed')) continue;
         let a: LiveAnnouncement;
         try { a = JSON.parse(r.payload) as LiveAnnouncement; } catch { continue; }
         if (a.state !== 'active') { scheduleClear(r.topic, r.payload); continue; }
-        const communeId = deps.nodes.get(m[1]!)?.communeId ?? config.RADIO_COMMUNE_ID;
-        const { body } = publishAnnouncement(communeId, m[1]!, { ...a, ...deps.envelope(), state: 'ended', endedAt: ts });
+        const communeId = deps.nodes.get(pt.id)?.communeId ?? config.RADIO_COMMUNE_ID;
+        const { body } = publishAnnouncement(communeId, pt.id, { ...a, ...deps.envelope(), state: 'ended', endedAt: ts });
         scheduleClear(r.topic, body);
       }
       for (const o of open) {
