@@ -184,6 +184,7 @@ type Played = 'primary' | 'red' | 'concealed';
 
 const HISTORY = 512;
 const MARGINS = 1024;
+const RING_MIN = 16_384;
 
 export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
   const log = o.log ?? pino({ level: 'silent' });
@@ -215,8 +216,10 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
   let nominal = 960;
 
   // Decoded audio: a ring holding stream positions [ringStart, ringEnd).
-  let ring = new Float32Array(16_384);
-  let mask = ring.length - 1;
+  // Allocated at the first decode: a session that is joined but not (yet) on the speakers, or preempted
+  // before its first frame, costs no 64 KB per join (a thousand clusters join an emergency at once).
+  let ring = new Float32Array(1);
+  let mask = 0;
   let origin = 0;
   let ringStart = 0;
   let ringEnd: number | null = null;
@@ -230,7 +233,7 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
   let endPos = Infinity;
   let closed = false;
 
-  const margins = new Float64Array(MARGINS);
+  let margins: Float64Array | null = null; // allocated with the first packet
   let marginCount = 0;
 
   const st = {
@@ -315,6 +318,7 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
       if (start < highestStart) st.outOfOrder++;
       highestStart = Math.max(highestStart, start);
       if (arrivalLocalMs !== undefined) {
+        margins ??= new Float64Array(MARGINS);
         margins[marginCount % MARGINS] = presentationOf(start) - o.clock.toController(arrivalLocalMs);
         marginCount++;
       }
@@ -325,7 +329,7 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
 
   function ensureCapacity(span: number): void {
     if (span <= ring.length) return;
-    let size = ring.length;
+    let size = Math.max(ring.length, RING_MIN);
     while (size < span) size *= 2;
     const next = new Float32Array(size);
     if (ringEnd !== null) for (let x = ringStart; x < ringEnd; x++) next[(x - origin) & (size - 1)] = ring[(x - origin) & mask]!;
@@ -556,20 +560,20 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
     presentationOf,
 
     stats() {
-      let arrivalMargin: MarginStats | null = null;
-      const k = Math.min(marginCount, MARGINS);
-      if (k > 0) {
-        const s = Array.from(margins.subarray(0, k)).sort((a, b) => a - b);
-        const q = (f: number): number => s[Math.min(k - 1, Math.floor(f * k))]!;
-        arrivalMargin = { count: marginCount, minMs: s[0]!, p05Ms: q(0.05), p50Ms: q(0.5) };
-      }
       const buffered = pos === null || !Number.isFinite(highestEnd) ? 0 : Math.max(0, (highestEnd - pos) / perMs);
       return {
         state: ended && pos !== null && pos >= endPos ? 'ended' : decodedAny ? 'playing' : 'waiting',
         ...st,
         lostFrames: st.concealedFrames + st.silentFrames,
         bufferedMs: buffered,
-        arrivalMargin,
+        // Sorting the margins only when read: stats() is polled (status reports, the player's end check).
+        get arrivalMargin(): MarginStats | null {
+          const k = Math.min(marginCount, MARGINS);
+          if (k === 0 || !margins) return null;
+          const s = Array.from(margins.subarray(0, k)).sort((a, b) => a - b);
+          const q = (f: number): number => s[Math.min(k - 1, Math.floor(f * k))]!;
+          return { count: marginCount, minMs: s[0]!, p05Ms: q(0.05), p50Ms: q(0.5) };
+        },
       };
     },
 
