@@ -7,7 +7,7 @@ import {
   type Command, type CommandReply, type LiveAnnouncement, type Envelope, type NodeConfig, type PayloadOf, type Plan, type Telemetry, type TopicName,
 } from '../../schemas/src/index.js';
 import { createMediaCache } from './cache.js';
-import { createAgentLive, type LiveVolume } from './live.js';
+import { createAgentLive, warmLiveValidation, type LiveVolume } from './live.js';
 import { systemTimers, type Clock, type Timers } from './clock.js';
 import { createPersistedClockSource } from './clock-persist.js';
 import type { Hardware, HardwareFault } from './hardware.js';
@@ -546,6 +546,7 @@ export function createAgent(o: AgentOptions) {
       const saved = planStore.load();
       if (saved && saved !== playout.plan()) playout.setPlan(saved);
       playout.start();
+      warmLiveValidation();
       live.start();
       client = mqtt.connect(o.brokerUrl, {
         clientId: o.nodeId, username: o.credentials.username, password: o.credentials.password,
@@ -556,15 +557,24 @@ export function createAgent(o: AgentOptions) {
       client.on('message', onMessage);
       client.on('close', () => scheduleReconnect());
       client.on('error', (e) => log.debug({ err: e.message }, 'mqtt error'));
-      telemetryTimer = timers.setInterval(() => {
+      const period = config?.telemetryIntervalMs ?? telemetryMs;
+      const report = () => {
         try { publish('telemetry', telemetry()); } catch (e) { log.error({ err: (e as Error).message }, 'telemetry failed'); }
-      }, config?.telemetryIntervalMs ?? telemetryMs);
+      };
+      // At a random phase of the period: a fleet that starts together (power back after an outage, a
+      // broker restart) must not report in lockstep for ever — a thousand reports in the same instant
+      // queue behind one another in the broker and the controller (and in an emergency's first second).
+      telemetryTimer = timers.setTimeout(() => {
+        report();
+        if (running) telemetryTimer = timers.setInterval(report, period);
+      }, Math.random() * period);
       scheduleSync();
     },
     /** Clean stop: retained `offline` (reason shutdown), then disconnect. */
     async stop() {
       if (!running) return;
       running = false;
+      timers.clearTimeout(telemetryTimer);
       timers.clearInterval(telemetryTimer);
       timers.clearTimeout(syncTimer);
       timers.clearTimeout(reconnectTimer);
@@ -585,6 +595,7 @@ export function createAgent(o: AgentOptions) {
     /** Drop the connection without DISCONNECT (the broker publishes the will), as a crash would. */
     async kill() {
       running = false;
+      timers.clearTimeout(telemetryTimer);
       timers.clearInterval(telemetryTimer);
       timers.clearTimeout(syncTimer);
       timers.clearTimeout(reconnectTimer);

@@ -120,3 +120,12 @@ describe('live reception in telemetry and the sound-card input variable', () => 
     }
   });
 });
+
+describe("the agent's warm-up announcement", () => {
+  it('is a valid live announcement, so the warm-up runs the whole validator and not only its error path', async () => {
+    const { SAMPLE_ANNOUNCEMENT } = await import('../../edge-agent/src/live.js');
+    const r = decodePayload('live', JSON.stringify(SAMPLE_ANNOUNCEMENT));
+    expect(r.ok, r.ok ? '' : r.error).toBe(true);
+    if (r.ok) expect(r.value.sessionId).toBe(SAMPLE_ANNOUNCEMENT.sessionId);
+  });
+});
