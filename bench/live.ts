@@ -17,7 +17,9 @@
  * run whose first sound is measured, evenly spread; default 100), BENCH_LIVE_WORKER_NODE_ARGS (default --max-semi-space-size=32, see WORKER_NODE_ARGS; e.g. add --cpu-prof),
  * BENCH_LIVE_PROFILE=DIR (CPU profiles of each worker over the emergency window), BENCH_LIVE_EMERGENCY_DELAY_MS
  * (the emergency's D; default the controller's, 200 ms), BENCH_LIVE_SETTLE_MAX_S (how long the emergency fleet
- * may take, after all its agents synced, until their clock errors are within 5 ms p99; default 60; 0 calls at once).
+ * may take, after all its agents synced, until their clock errors are within 5 ms p99; default 60; 0 calls at once),
+ * BENCH_LIVE_EMERGENCY_CALLS (emergency calls one after another on the same fleet, default 2; the headline is the worst),
+ * BENCH_LIVE_FLEET_NICE (CPU priority of the emergency's unmeasured agents' workers; default 0, the same as the rest).
  */
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -48,6 +50,9 @@ const EMERGENCY_N = Number(process.env.BENCH_LIVE_EMERGENCY_N ?? 1000);
 /** How long the emergency fleet may take to settle its clocks (p99 error ≤ SETTLE_P99_MS) before the call. */
 const SETTLE_MAX_MS = Number(process.env.BENCH_LIVE_SETTLE_MAX_S ?? 60) * 1000;
 const SETTLE_P99_MS = 5;
+/** CPU priority (nice) of the emergency run's unmeasured agents' workers; 0 = the same as everything else. */
+const FLEET_NICE = Number(process.env.BENCH_LIVE_FLEET_NICE ?? 0);
+const EMERGENCY_CALLS = Math.max(1, Number(process.env.BENCH_LIVE_EMERGENCY_CALLS ?? 2));
 const FRAME = 480; // 10 ms microphone frames
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -110,9 +115,11 @@ async function startWorkers(groups: BenchAgentSpec[][]): Promise<Ipc[]> {
   }));
 }
 const chunk = <T>(xs: T[], n: number): T[][] => Array.from({ length: Math.ceil(xs.length / n) }, (_, i) => xs.slice(i * n, (i + 1) * n));
-interface FleetState { nodes: BenchNodeState[]; dropped: number; lag: WorkerLag[]; udp: { sent: number; received: number }[] }
+/** A worker's UDP counters (agent-worker.ts): handlerMs = wall time inside the agents' datagram handlers. */
+interface WorkerUdp { sent: number; received: number; handlerMs: number }
+interface FleetState { nodes: BenchNodeState[]; dropped: number; lag: WorkerLag[]; udp: WorkerUdp[] }
 async function queryAll(ws: Ipc[], since?: number, resetLag = false): Promise<FleetState> {
-  const rs = await Promise.all(ws.map((w) => w.ask<{ nodes: BenchNodeState[]; dropped: number; lag: WorkerLag; udp: { sent: number; received: number } }>({ type: 'query', resetLag, ...(since !== undefined ? { since } : {}) })));
+  const rs = await Promise.all(ws.map((w) => w.ask<{ nodes: BenchNodeState[]; dropped: number; lag: WorkerLag; udp: WorkerUdp }>({ type: 'query', resetLag, ...(since !== undefined ? { since } : {}) })));
   return { nodes: rs.flatMap((r) => r.nodes), dropped: rs.reduce((a, r) => a + r.dropped, 0), lag: rs.map((r) => r.lag), udp: rs.map((r) => r.udp) };
 }
 async function stopWorkers(ws: Ipc[]) {
@@ -283,6 +290,9 @@ async function snapcastRun(o: { dir: string; bufferMs: number; clients: number; 
 
 // ------------------------------------------------------------------ emergency
 
+/** One emergency call's figures (`call`: 1 = the first on this fleet). */
+interface EmergencyResult { call: number; n: number; measured: number; p50: number; p95: number; p99: number; reached: number }
+
 /**
  * API call → first non-silent sample in true time, per cluster, over N online clusters with warm
  * amplifiers. Agents on onset sinks (agent-worker.ts: paced like the DAC, 20 ms lead, pulling and
@@ -304,7 +314,14 @@ async function emergencyRun(o: { base: string; token: string; dir: string; specs
   const M = eAgents.filter((a) => a.sink !== 'null').length;
   const measuredIds = new Set(eAgents.filter((a) => a.sink !== 'null').map((a) => a.spec.nodeId));
   const t0 = now();
-  const ew = await startWorkers(chunk(eAgents, AGENTS_PER_WORKER));
+  // The measured agents in worker(s) of their own, the unmeasured majority in the others. A lower CPU
+  // priority for those (BENCH_LIVE_FLEET_NICE, default 0) was tried: their hellos gate speak-now, and
+  // starved they joined later (event-loop stalls of 1.1–1.3 s in one run).
+  const mGroups = chunk(eAgents.filter((a) => a.sink !== 'null'), AGENTS_PER_WORKER);
+  const uGroups = chunk(eAgents.filter((a) => a.sink === 'null'), Math.min(AGENTS_PER_WORKER, Math.ceil((N - M) / 4) || 1));
+  const ew = await startWorkers([...mGroups, ...uGroups]);
+  const uPids = ew.slice(mGroups.length).map((w) => w.proc.pid!);
+  for (const pid of uPids) { try { os.setPriority(pid, FLEET_NICE); } catch (e) { console.log(`warning: could not renice worker ${pid}: ${(e as Error).message}`); } }
   let synced = 0;
   for (const d = Date.now() + 120_000; ;) {
     const q = await queryAll(ew);
@@ -313,7 +330,7 @@ async function emergencyRun(o: { base: string; token: string; dir: string; specs
     if (Date.now() > d) break;
     await sleep(500);
   }
-  console.log(`emergency fleet: ${N} agents in ${ew.length} worker processes (node ${WORKER_NODE_ARGS.join(" ") || "defaults"}), ${synced} connected and time-synced after ${fmt((now() - t0) / 1000, 0)} s; amplifiers held warm; time sync at the agent default period; ` +
+  console.log(`emergency fleet: ${N} agents in ${ew.length} worker processes (node ${WORKER_NODE_ARGS.join(" ") || "defaults"}; ${mGroups.length} with the ${M} measured, ${uGroups.length} with the ${N - M} others at nice ${FLEET_NICE}), ${synced} connected and time-synced after ${fmt((now() - t0) / 1000, 0)} s; amplifiers held warm; time sync at the agent default period; ` +
     `first sound measured at ${M} of them (every ${every}th, ${FULL_AGENTS ? 'virtual DACs' : 'onset sinks: paced like the DAC with a 20 ms lead, decoding until their first sound'}); ` +
     `the other ${N - M} join, say hello, receive and buffer every packet (so the controller's fan-out to ${N} and its wait for all of them to be ready are real) but never decode: 2 cores cannot decode ${N} streams`);
   // A fleet in service has settled clocks; one that has just connected synced during its own reconnect
@@ -334,65 +351,77 @@ async function emergencyRun(o: { base: string; token: string; dir: string; specs
   await sleep(3000);
   const idleWall = now() - i0.t;
   console.log(`emergency fleet at rest before the call (3 s): CPU controller=${fmt(((cpuOf([o.ctlPid]) - i0.c) * 1000 * 100) / idleWall, 0)} % agents=${fmt(((cpuOf(wpids) - i0.a) * 1000 * 100) / idleWall, 0)} % of one core; loadavg=${loadavg()}`);
-  await queryAll(ew, undefined, true);
-  const PROFILE = process.env.BENCH_LIVE_PROFILE;
-  if (PROFILE) { fs.mkdirSync(PROFILE, { recursive: true }); await Promise.all(ew.map((w) => w.ask({ type: 'profStart' }))); }
-  const c0 = cpuOf([o.ctlPid]); const a0 = cpuOf(wpids);
-  const tCall = now();
-  const r = await api<{ sessionId: string }>(o.base, o.token, 'POST', '/api/v1/live/emergency', { title: 'bench emergency', mediaId: media.id, targets: { commune: true }, repeat: 1, ...(process.env.BENCH_LIVE_EMERGENCY_DELAY_MS ? { delayMs: Number(process.env.BENCH_LIVE_EMERGENCY_DELAY_MS) } : {}) });
-  const tAnswered = now();
-  if (r.status !== 201) throw new Error(`emergency: ${r.status} ${JSON.stringify(r.body)}`);
-  let firsts: number[] = [];
-  let q: FleetState = { nodes: [], dropped: 0, lag: [], udp: [] };
-  const trace: string[] = [];
-  let lastKey = '';
-  for (const d = now() + 20_000; now() < d;) {
-    await sleep(400);
-    const [qq, v] = await Promise.all([queryAll(ew, tCall), api<EmergencyView>(o.base, o.token, 'GET', `/api/v1/live/sessions/${r.body.sessionId}`)]);
-    q = qq;
-    firsts = q.nodes.filter((x) => measuredIds.has(x.nodeId) && x.onsets.length > 0).map((x) => x.onsets[0]! - tCall);
-    const st = new Map<string, number>();
-    for (const n of q.nodes) { const k = n.live && n.live.sessionId === r.body.sessionId ? n.live.state : 'none'; st.set(k, (st.get(k) ?? 0) + 1); }
-    const b = v.body;
-    const key = `${[...st].join()}|${firsts.length}|${b.reach.ready}|${b.reach.playing}|${b.sender?.destinations}|${b.endedAt}`;
-    const cpuNow = `CPU since the call: controller ${fmt((cpuOf([o.ctlPid]) - c0) * 1000, 0)} ms, agents ${fmt((cpuOf(wpids) - a0) * 1000, 0)} ms; `;
-    if (key !== lastKey) trace.push(`${fmt(now() - tCall, 0)} ms: ${cpuNow}agents ${[...st].map(([k, x]) => `${k} ${x}`).join(', ')}; sounded ${firsts.length}; udp sent/received per worker ${q.udp.map((u) => `${u.sent}/${u.received}`).join(' ')}; controller: speakNow=${b.speakNow} ready=${b.reach.ready ?? '?'} playing=${b.reach.playing ?? '?'} ` +
-      `destinations=${b.sender?.destinations ?? '-'} frames=${b.sender?.framesSent ?? '-'} padded=${b.sender?.paddedFrames ?? '-'} queued=${fmt(b.sender?.queuedMs ?? NaN, 0)} ms${b.endedAt ? ` ENDED (${b.endReason})` : ''}`);
-    lastKey = key;
-    if (firsts.length >= M && now() - tCall > 3000) break;
+  // Calls one after another on the same fleet (the first finds the agents' and the controller's code
+  // paths for a live session never run; the next ones do): each is printed, the headline is the worst.
+  const results: EmergencyResult[] = [];
+  for (let call = 1; call <= EMERGENCY_CALLS; call++) {
+    // The previous session has ended (callOnce stops it): let the fleet come back to rest.
+    if (call > 1) await sleep(5000);
+    results.push(await callOnce(call));
   }
-  // Where the time went: the announcement reaching each agent (true time, worker clock = machine clock),
-  // and each target's `ready` as the controller recorded it (the unmeasured agents stay ready; the
-  // measured ones moved on to playing, so their ready time is not in the view).
-  const readyView = (await api<SessionView>(o.base, o.token, 'GET', `/api/v1/live/sessions/${r.body.sessionId}`)).body;
-  const announced = summary(q.nodes.map((x) => x.announcedAt[r.body.sessionId]).filter((x): x is number => x !== undefined).map((x) => x - tCall));
-  const readyAt = summary((readyView.nodes ?? []).filter((n) => n.state === 'ready').map((n) => n.updatedAt - tCall));
-  console.log(`emergency phases (ms from the API call): announcement at the agent p50/p99/max ${fmt(announced.median, 0)}/${fmt(announced.p99, 0)}/${fmt(announced.max, 0)} (${announced.n} agents); ` +
-    `ready at the controller (its hello in) p50/p99/max ${fmt(readyAt.median, 0)}/${fmt(readyAt.p99, 0)}/${fmt(readyAt.max, 0)} (${readyAt.n} unmeasured targets)`);
-  if (PROFILE) {
-    await Promise.all(ew.map((w, i) => w.ask({ type: 'profStop', file: path.join(PROFILE, `emergency-worker-${i}.cpuprofile`) })));
-    console.log(`CPU profiles of the emergency window per worker in ${PROFILE}`);
-  }
-  console.log(`emergency timeline (from the API call; a line when a count changed; worker queries and the session GET run together, so a line is as late as the slower):\n  ${trace.join('\n  ')}`);
-  const wall = now() - tCall;
-  const cpuCtl = ((cpuOf([o.ctlPid]) - c0) * 1000 * 100) / wall;
-  const cpuAgents = ((cpuOf(wpids) - a0) * 1000 * 100) / wall;
-  const load = loadavg();
-  const view = (await api<SessionView>(o.base, o.token, 'GET', `/api/v1/live/sessions/${r.body.sessionId}`)).body;
-  await api(o.base, o.token, 'POST', `/api/v1/live/sessions/${r.body.sessionId}/stop`);
-  // The slowest measured clusters, with what might explain them: clock estimate error, late packets.
-  const slow = q.nodes.filter((x) => measuredIds.has(x.nodeId)).map((x) => ({ x, first: x.onsets.length ? x.onsets[0]! - tCall : Infinity }))
-    .sort((a, b) => b.first - a.first).slice(0, 5);
-  console.log(`emergency slowest measured: ${slow.map(({ x, first }) => `${x.nodeId} ${fmt(first, 0)} ms (clock error ${fmt(x.syncErrorMs, 1)} ms, announced +${fmt((x.announcedAt[r.body.sessionId] ?? NaN) - tCall, 0)} ms, ` +
-    `packets ${x.live?.packets ?? '-'} late ${x.live?.late ?? '-'} concealed ${x.live?.concealed ?? '-'})`).join('; ')}`);
-  const s = summary(firsts);
-  const all = [...firsts, ...Array<number>(Math.max(0, M - firsts.length)).fill(Infinity)].sort((a, b) => a - b);
-  const p99 = all[Math.ceil(0.99 * all.length) - 1]!;
-  console.log(`ours emergency (3 s clip, commune-wide, repeat 1) clusters=${N}: API call → first non-silent sample p50/p95/p99=${fmt(s.median, 0)}/${fmt(s.p95, 0)}/${fmt(p99, 0)} ms ` +
-    `(sounded at ${firsts.length} of the ${M} measured; p99 over all measured, one that never sounded counts as +∞; earliest ${fmt(s.n ? Math.min(...firsts) : NaN, 0)} ms; the API answered in ${fmt(tAnswered - tCall, 0)} ms)  ` +
-    `CPU controller=${fmt(cpuCtl, 0)} % agents=${fmt(cpuAgents, 0)} % of one core over ${fmt(wall / 1000, 1)} s  event-loop lag p99/max per worker=${lagText(q.lag)} ms  loadavg=${load}  reach at the end: ${view.reach.summary}`);
   await stopWorkers(ew);
-  return { n: N, measured: M, p50: s.median, p95: s.p95, p99, reached: firsts.length };
+  return results;
+
+  async function callOnce(call: number): Promise<EmergencyResult> {
+    await queryAll(ew, undefined, true);
+    const PROFILE = process.env.BENCH_LIVE_PROFILE;
+    if (PROFILE) { fs.mkdirSync(PROFILE, { recursive: true }); await Promise.all(ew.map((w) => w.ask({ type: 'profStart' }))); }
+    const c0 = cpuOf([o.ctlPid]); const a0 = cpuOf(wpids);
+    const tCall = now();
+    const r = await api<{ sessionId: string }>(o.base, o.token, 'POST', '/api/v1/live/emergency', { title: 'bench emergency', mediaId: media.id, targets: { commune: true }, repeat: 1, ...(process.env.BENCH_LIVE_EMERGENCY_DELAY_MS ? { delayMs: Number(process.env.BENCH_LIVE_EMERGENCY_DELAY_MS) } : {}) });
+    const tAnswered = now();
+    if (r.status !== 201) throw new Error(`emergency: ${r.status} ${JSON.stringify(r.body)}`);
+    let firsts: number[] = [];
+    let q: FleetState = { nodes: [], dropped: 0, lag: [], udp: [] };
+    const trace: string[] = [];
+    let lastKey = '';
+    for (const d = now() + 20_000; now() < d;) {
+      await sleep(400);
+      const [qq, v] = await Promise.all([queryAll(ew, tCall), api<EmergencyView>(o.base, o.token, 'GET', `/api/v1/live/sessions/${r.body.sessionId}`)]);
+      q = qq;
+      firsts = q.nodes.filter((x) => measuredIds.has(x.nodeId) && x.onsets.length > 0).map((x) => x.onsets[0]! - tCall);
+      const st = new Map<string, number>();
+      for (const n of q.nodes) { const k = n.live && n.live.sessionId === r.body.sessionId ? n.live.state : 'none'; st.set(k, (st.get(k) ?? 0) + 1); }
+      const b = v.body;
+      const key = `${[...st].join()}|${firsts.length}|${b.reach.ready}|${b.reach.playing}|${b.sender?.destinations}|${b.endedAt}`;
+      const cpuNow = `CPU since the call: controller ${fmt((cpuOf([o.ctlPid]) - c0) * 1000, 0)} ms, agents ${fmt((cpuOf(wpids) - a0) * 1000, 0)} ms; `;
+      if (key !== lastKey) trace.push(`${fmt(now() - tCall, 0)} ms: ${cpuNow}agents ${[...st].map(([k, x]) => `${k} ${x}`).join(', ')}; sounded ${firsts.length}; udp sent/received per worker ${q.udp.map((u) => `${u.sent}/${u.received}(${fmt(u.handlerMs, 0)} ms)`).join(' ')}; controller: speakNow=${b.speakNow} ready=${b.reach.ready ?? '?'} playing=${b.reach.playing ?? '?'} ` +
+        `destinations=${b.sender?.destinations ?? '-'} frames=${b.sender?.framesSent ?? '-'} padded=${b.sender?.paddedFrames ?? '-'} queued=${fmt(b.sender?.queuedMs ?? NaN, 0)} ms${b.endedAt ? ` ENDED (${b.endReason})` : ''}`);
+      lastKey = key;
+      if (firsts.length >= M && now() - tCall > 3000) break;
+    }
+    // Where the time went: the announcement reaching each agent (true time, worker clock = machine clock),
+    // and each target's `ready` as the controller recorded it (the unmeasured agents stay ready; the
+    // measured ones moved on to playing, so their ready time is not in the view).
+    const readyView = (await api<SessionView>(o.base, o.token, 'GET', `/api/v1/live/sessions/${r.body.sessionId}`)).body;
+    const announced = summary(q.nodes.map((x) => x.announcedAt[r.body.sessionId]).filter((x): x is number => x !== undefined).map((x) => x - tCall));
+    const readyAt = summary((readyView.nodes ?? []).filter((n) => n.state === 'ready').map((n) => n.updatedAt - tCall));
+    console.log(`emergency phases (ms from the API call): announcement at the agent p50/p99/max ${fmt(announced.median, 0)}/${fmt(announced.p99, 0)}/${fmt(announced.max, 0)} (${announced.n} agents); ` +
+      `ready at the controller (its hello in) p50/p99/max ${fmt(readyAt.median, 0)}/${fmt(readyAt.p99, 0)}/${fmt(readyAt.max, 0)} (${readyAt.n} unmeasured targets)`);
+    if (PROFILE) {
+      await Promise.all(ew.map((w, i) => w.ask({ type: 'profStop', file: path.join(PROFILE, `emergency-worker-${i}.cpuprofile`) })));
+      console.log(`CPU profiles of the emergency window per worker in ${PROFILE}`);
+    }
+    console.log(`emergency timeline (from the API call; a line when a count changed; worker queries and the session GET run together, so a line is as late as the slower):\n  ${trace.join('\n  ')}`);
+    const wall = now() - tCall;
+    const cpuCtl = ((cpuOf([o.ctlPid]) - c0) * 1000 * 100) / wall;
+    const cpuAgents = ((cpuOf(wpids) - a0) * 1000 * 100) / wall;
+    const load = loadavg();
+    const view = (await api<SessionView>(o.base, o.token, 'GET', `/api/v1/live/sessions/${r.body.sessionId}`)).body;
+    await api(o.base, o.token, 'POST', `/api/v1/live/sessions/${r.body.sessionId}/stop`);
+    // The slowest measured clusters, with what might explain them: clock estimate error, late packets.
+    const slow = q.nodes.filter((x) => measuredIds.has(x.nodeId)).map((x) => ({ x, first: x.onsets.length ? x.onsets[0]! - tCall : Infinity }))
+      .sort((a, b) => b.first - a.first).slice(0, 5);
+    console.log(`emergency slowest measured: ${slow.map(({ x, first }) => `${x.nodeId} ${fmt(first, 0)} ms (clock error ${fmt(x.syncErrorMs, 1)} ms, announced +${fmt((x.announcedAt[r.body.sessionId] ?? NaN) - tCall, 0)} ms, ` +
+      `packets ${x.live?.packets ?? '-'} late ${x.live?.late ?? '-'} concealed ${x.live?.concealed ?? '-'})`).join('; ')}`);
+    const s = summary(firsts);
+    const all = [...firsts, ...Array<number>(Math.max(0, M - firsts.length)).fill(Infinity)].sort((a, b) => a - b);
+    const p99 = all[Math.ceil(0.99 * all.length) - 1]!;
+    console.log(`ours emergency, call ${call} of ${EMERGENCY_CALLS} (3 s clip, commune-wide, repeat 1) clusters=${N}: API call → first non-silent sample p50/p95/p99=${fmt(s.median, 0)}/${fmt(s.p95, 0)}/${fmt(p99, 0)} ms ` +
+      `(sounded at ${firsts.length} of the ${M} measured; p99 over all measured, one that never sounded counts as +∞; earliest ${fmt(s.n ? Math.min(...firsts) : NaN, 0)} ms; the API answered in ${fmt(tAnswered - tCall, 0)} ms)  ` +
+      `CPU controller=${fmt(cpuCtl, 0)} % agents=${fmt(cpuAgents, 0)} % of one core over ${fmt(wall / 1000, 1)} s  event-loop lag p99/max per worker=${lagText(q.lag)} ms  loadavg=${load}  reach at the end: ${view.reach.summary}`);
+    return { call, n: N, measured: M, p50: s.median, p95: s.p95, p99, reached: firsts.length };
+  }
 }
 
 // ------------------------------------------------------------------ output
@@ -487,11 +516,15 @@ export async function run() {
   await stopWorkers(workers);
 
   // ---- emergency: API call → first non-silent sample (true time) at ≥ 99 % of N clusters
-  let emergency: { n: number; measured: number; p50: number; p95: number; p99: number; reached: number } | null = null;
+  let emergency: EmergencyResult | null = null;
+  let emergencyAll: EmergencyResult[] = [];
   let emergencyWhy = 'not run';
   if (EMERGENCY_N > 0) {
     try {
-      emergency = await emergencyRun({ base, token, dir, specs: specs.slice(0, EMERGENCY_N), ctlPid: ctl.proc.pid! });
+      emergencyAll = await emergencyRun({ base, token, dir, specs: specs.slice(0, EMERGENCY_N), ctlPid: ctl.proc.pid! });
+      // The headline is the worst call.
+      emergency = [...emergencyAll].sort((a, b) => b.p99 - a.p99)[0] ?? null;
+      if (!emergency) emergencyWhy = 'no call made (BENCH_LIVE_EMERGENCY_CALLS)';
     } catch (e) {
       emergencyWhy = (e as Error).message;
       console.log(`ours emergency: not measured (${emergencyWhy})`);
@@ -523,14 +556,14 @@ export async function run() {
     .filter((x) => x.r && x.r.fig.gaps === 0).map((x) => ({ b: x.b, fig: x.r!.fig }))[0];
   const clean = (g: number | undefined, secs: number | undefined) => (g === undefined ? 'not measured' : `${g === 0 ? 'clean' : 'NOT clean'} (${g} gaps over ${secs} s${secs !== undefined && secs < 300 ? '; the issue asks 300 s' : ''})`);
   console.log(`clean at ${fleetN} clusters: ours ${clean(big?.fig.gaps, big?.seconds)}; snapcast buffer=${SNAP_BUFFERS[0]} ${clean(snapSmall?.fig.gaps, snapSmall?.seconds)}`);
-  if (emergency) console.log(`emergency at ${emergency.n} clusters: API call → first sound p50/p95/p99 ${fmt(emergency.p50, 0)}/${fmt(emergency.p95, 0)}/${fmt(emergency.p99, 0)} ms, sounded at ${emergency.reached} of the ${emergency.measured} measured`);
+  for (const e of emergencyAll) console.log(`emergency at ${e.n} clusters, call ${e.call}: API call → first sound p50/p95/p99 ${fmt(e.p50, 0)}/${fmt(e.p95, 0)}/${fmt(e.p99, 0)} ms, sounded at ${e.reached} of the ${e.measured} measured`);
   const targets = [
     `latency p95 ≤ 150 ms: ${big ? `${big.fig.latency.p95 <= 150 ? 'met' : 'MISSED'} (${fmt(big.fig.latency.p95)})` : 'n/a'}`,
     `below snapcast's smallest clean p95: ${big && snapClean ? `${big.fig.latency.p95 < snapClean.fig.latency.p95 ? 'met' : 'MISSED'} (${fmt(big.fig.latency.p95)} vs snapcast buffer=${snapClean.b}: ${fmt(snapClean.fig.latency.p95)})` : 'n/a (no snapcast buffer was clean here)'}` +
       (big && snapSmall && snapSmall.fig.gaps > 0 ? `, and below snapcast buffer=${SNAP_BUFFERS[0]} (not clean: ${snapSmall.fig.gaps} gaps) too: ${big.fig.latency.p95 < snapSmall.fig.latency.p95 ? 'yes' : 'NO'} (${fmt(snapSmall.fig.latency.p95)})` : ''),
     `skew p95 ≤ 1 ms: ${big ? `${big.fig.skew.p95 <= 1 ? 'met' : 'MISSED'} (${fmt(big.fig.skew.p95, 3)})` : 'n/a'}`,
     `no gap at 2 % loss: ${loss2 ? (loss2.fig.gaps === 0 ? 'met' : 'MISSED') : 'n/a'}`,
-    `emergency ≤ 1 s at 1,000: ${emergency && emergency.n >= 1000 ? `${emergency.p99 <= 1000 ? 'met' : 'MISSED'} (p99 ${fmt(emergency.p99, 0)})` : 'n/a'}`,
+    `emergency ≤ 1 s at 1,000: ${emergency && emergency.n >= 1000 ? `${emergency.p99 <= 1000 ? 'met' : 'MISSED'} (p99 of the worst of ${emergencyAll.length} calls ${fmt(emergency.p99, 0)}; per call ${emergencyAll.map((e) => fmt(e.p99, 0)).join(', ')})` : 'n/a'}`,
   ];
   console.log(`targets: ${targets.join('; ')}`);
   const nulls: string[] = [];

@@ -146,8 +146,8 @@ function createOnsetSink(clock: Clock, ticker: Ticker, audible: () => boolean, s
 
 let lossPct = 0;
 let dropped = 0;
-/** UDP datagrams this process sent (hellos, receiver reports) and received (RTP + RTCP), for the trace. */
-const udp = { sent: 0, received: 0 };
+/** UDP datagrams this process sent (hellos, receiver reports) and received (RTP + RTCP), and the wall time its agents' handlers took, for the trace. */
+const udp = { sent: 0, received: 0, handlerMs: 0 };
 const origSend = dgram.Socket.prototype.send;
 (dgram.Socket.prototype as any).send = function (this: dgram.Socket, ...args: unknown[]): void {
   udp.sent++;
@@ -168,6 +168,11 @@ const origEmit = dgram.Socket.prototype.emit as (this: dgram.Socket, ev: string 
         if (!rtcp && rnd() < lossPct / 100) { dropped++; return true; }
       }
     }
+    // Wall time inside the agents' handlers (printed in the emergency timeline).
+    const t = performance.now();
+    const r = origEmit.call(this, ev, a, b);
+    udp.handlerMs += performance.now() - t;
+    return r;
   }
   return origEmit.call(this, ev, a, b);
 };
