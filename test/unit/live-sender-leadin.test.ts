@@ -72,3 +72,33 @@ describe('session sender: lead-in DTX', () => {
     sender.stop();
   });
 });
+
+describe('session sender: send delay', () => {
+  beforeEach(() => { vi.useFakeTimers({ now: T0 }); });
+  afterEach(() => { vi.useRealTimers(); });
+
+  it('counts frames that leave long after their capture instant (a blocked event loop), not those that leave on time', () => {
+    const socket = { send: (_b: Uint8Array, _p: number, _a: string, cb?: (e: Error | null) => void) => { cb?.(null); } } as unknown as dgram.Socket;
+    const sender = createSessionSender({ socket, clock: { now: () => Date.now() }, mode: 'paced', agc: false, senderReportIntervalMs: 0 });
+    sender.start(T0);
+    sender.addDestination({ address: '127.0.0.1', port: 9 });
+    const tone = new Float32Array(48 * 150);
+    for (let i = 0; i < tone.length; i++) tone[i] = 0.3 * Math.sin((2 * Math.PI * 440 * i) / 48_000);
+    sender.write(tone);
+    vi.advanceTimersByTime(60); // on time: frames 0..3 leave at their capture instants
+    const onTime = sender.stats();
+    expect(onTime.framesSent).toBeGreaterThanOrEqual(3);
+    expect(onTime.sendDelayMaxMs).toBeLessThan(5);
+    expect(onTime.lateFrames).toBe(0);
+    // The event loop is blocked for 250 ms: the clock moves, no timer fires (the fake timers keep their
+    // own time); then the pump's next timer (frame 4, captured at T0 + 80) runs, 250 ms late.
+    vi.setSystemTime(T0 + 60 + 250);
+    vi.advanceTimersByTime(20);
+    const late = sender.stats();
+    expect(late.sendDelayMaxMs).toBeGreaterThanOrEqual(240);
+    // The rest of the input (frames 4–6) leaves at once, each well over 100 ms after its capture.
+    expect(late.lateFrames).toBeGreaterThanOrEqual(3);
+    expect(late.framesSent - onTime.framesSent).toBeGreaterThanOrEqual(late.lateFrames);
+    sender.stop();
+  });
+});

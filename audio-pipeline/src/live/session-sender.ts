@@ -118,7 +118,19 @@ export interface SessionSenderStats {
   queuedMs: number;
   destinations: number;
   stalls: number;
+  /**
+   * The largest delay between a frame's capture instant (base + k·20 ms) and the moment it left, ms,
+   * after the lead-in. A frame leaves at its capture instant when its input is there, by its slack limit
+   * when not; more means the sender's event loop was late (every cluster then plays it that much closer
+   * to its deadline, or too late).
+   */
+  sendDelayMaxMs: number;
+  /** Frames that left more than LATE_SEND_MS after their capture instant. */
+  lateFrames: number;
 }
+
+/** A frame leaving this long after its capture instant is counted in `lateFrames` (D is 80–200 ms). */
+export const LATE_SEND_MS = 100;
 
 export interface SessionSender {
   /**
@@ -195,7 +207,14 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
   let starved = false;
   let octets = 0;
   const frame = new Float32Array(N);
-  const st = { framesSent: 0, datagramsSent: 0, bytesSent: 0, sendErrors: 0, paddedFrames: 0, paddedSamples: 0, droppedSamples: 0, catchUpSamples: 0, leadInSkippedFrames: 0, stalls: 0 };
+  const st = { framesSent: 0, datagramsSent: 0, bytesSent: 0, sendErrors: 0, paddedFrames: 0, paddedSamples: 0, droppedSamples: 0, catchUpSamples: 0, leadInSkippedFrames: 0, stalls: 0, sendDelayMaxMs: 0, lateFrames: 0 };
+  /** How late a frame captured at `capture` leaves at `now` (not for lead-in frames, which are not sent). */
+  function noteDelay(capture: number, now: number): void {
+    if (leadIn) return;
+    const d = now - capture;
+    if (d > st.sendDelayMaxMs) st.sendDelayMaxMs = d;
+    if (d > LATE_SEND_MS) st.lateFrames++;
+  }
 
   function send(bytes: Uint8Array, d: UdpDestination): void {
     st.datagramsSent++;
@@ -257,6 +276,7 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
       const capture = base + k * frameMs;
       if (fifoLen >= N && now >= capture) {
         take(N);
+        noteDelay(capture, now);
         sendFrame();
       } else if (now >= capture + frameMs + slackMs) {
         const n = Math.min(fifoLen, N);
@@ -264,6 +284,7 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
         st.paddedFrames++;
         st.paddedSamples += N - n;
         take(n);
+        noteDelay(capture, now);
         sendFrame();
       } else break;
     }
