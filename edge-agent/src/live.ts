@@ -311,7 +311,12 @@ export function createAgentLive(o: AgentLiveOptions) {
     // `joining` is only reported when the path does not answer at once (a blocked UDP path shows as
     // "joining, no audio yet" rather than "no answer yet"): normally `ready` follows within a round
     // trip, and a thousand clusters joining together need not send a thousand extra reports.
-    x.joiningTimer = o.timers.setTimeout(() => { if (x.state === 'joining' && !x.finished) { x.joiningReported = true; status(x, 'joining'); } }, JOINING_REPORT_MS);
+    // Timers run before the poll phase of the event loop: after a stall the controller's SR may already
+    // be waiting in the socket. setImmediate runs after that poll, so the datagrams are read first and a
+    // busy agent does not report a one-way path that is not one.
+    x.joiningTimer = o.timers.setTimeout(() => setImmediate(() => {
+      if (x.state === 'joining' && !x.finished) { x.joiningReported = true; status(x, 'joining'); }
+    }), JOINING_REPORT_MS);
     // The speakers first: preempt lower priorities at once (the player arbitrates by schemas' preempts()).
     const claimed = o.player.play(program, { priority: a.priority, origin: 'live' }, (why, by) => {
       if (why === 'finished') finish(x, 'ended', x.endReason ?? 'source ended');
@@ -490,6 +495,16 @@ export function createAgentLive(o: AgentLiveOptions) {
       return last;
     },
     active: () => (cur && !cur.finished ? cur.a.sessionId : undefined),
+    /**
+     * Playout diagnostics of the current session (for a technician or a bench): how early packets came
+     * before their playout instant (arrivalMargin: negative = late), resyncs of the playout position,
+     * lead-in frames (silence before the first audio), what is buffered.
+     */
+    diagnostics() {
+      if (!cur || cur.finished) return undefined;
+      const j = cur.jb.stats();
+      return { sessionId: cur.a.sessionId, arrivalMargin: j.arrivalMargin, resyncs: j.resyncs, positionErrorMs: j.positionErrorMs, leadInFrames: j.leadInFrames, bufferedMs: j.bufferedMs, late: j.late };
+    },
     start() { running = true; makeSpare(); receiveSocket(); },
     stop() {
       running = false;

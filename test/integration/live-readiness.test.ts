@@ -1,7 +1,8 @@
+import dgram from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provisionFleet, runFleet, type ProvisionedNode, type RunningFleet } from '../../firmware-sim/src/fleet.js';
 import { createUdpProxy, type ImpairmentProxy } from '../../firmware-sim/src/impairment-proxy.js';
-import type { LiveAnnouncement } from '../../schemas/src/index.js';
+import type { LiveAnnouncement, LiveStatus } from '../../schemas/src/index.js';
 import { startTestController, type TestController } from '../helpers/controller.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -63,5 +64,55 @@ describe('live readiness', () => {
     expect((await t.api('POST', `/api/v1/live/sessions/${r.body.sessionId}/stop`)).status).toBe(200);
     const receipts = (await t.api<{ nodeId: string; state: string; reason: string | null }[]>('GET', `/api/v1/live/sessions/${r.body.sessionId}/receipts`)).body;
     expect(receipts.map((x) => x.state)).toEqual(['ready', 'ready']);
+  }, 30_000);
+
+  it('a busy agent whose SR waits in its socket when its joining timer fires does not report a one-way path', async () => {
+    // Controller, agents and test share one event loop here: right after the controller sends its first
+    // SR of the session (the answer to the first hello), the loop is blocked for 1.3 s, as a busy agent's
+    // would be. That agent's 1 s joining timer then fires in the loop turn in which its socket holds the SR.
+    const reports: { nodeId: string; state: string }[] = [];
+    const live = t.ctl.live as { onLiveStatus(nodeId: string, st: LiveStatus): void };
+    const onLiveStatus = live.onLiveStatus.bind(live);
+    live.onLiveStatus = (nodeId, st) => { reports.push({ nodeId, state: st.state }); onLiveStatus(nodeId, st); };
+    const rtpPort = t.ctl.live.rtpPort();
+    let block = true;
+    let blockedFor = 0;
+    let srTo = 0; // the port of the agent whose SR was sent just before the block
+    const send = dgram.Socket.prototype.send;
+    (dgram.Socket.prototype as unknown as { send: (...a: unknown[]) => void }).send = function (this: dgram.Socket, ...a: unknown[]) {
+      (send as (...x: unknown[]) => void).apply(this, a);
+      const b = a[0] as Uint8Array;
+      if (block && b[1] === 200 && this.address().port === rtpPort) {
+        block = false;
+        srTo = a[1] as number;
+        const t0 = Date.now();
+        while (Date.now() - t0 < 1300) { /* the event loop is blocked */ }
+        blockedFor = Date.now() - t0;
+      }
+    };
+    try {
+      const r = await t.api<{ sessionId: string }>('POST', '/api/v1/live/sessions', { kind: 'voice', title: 'Bận', targets: { commune: true } });
+      expect(r.status).toBe(201);
+      type View = { speakNow: boolean; nodes: { nodeId: string; state: string; reason?: string; path: { port: number } | null }[] };
+      const v = await waitFor(async () => { const x = (await t.api<View>('GET', `/api/v1/live/sessions/${r.body.sessionId}`)).body; return x.speakNow && !block ? x : undefined; },
+        { what: 'speak-now after the blocked loop', timeoutMs: 10_000 });
+      expect(blockedFor).toBeGreaterThanOrEqual(1300);
+      // Both agents heard the controller (their joining timers have fired by now); then a command round
+      // trip per agent: its reply follows, on the same MQTT connection, any report sent before it.
+      await waitFor(() => (fleet.agents.every((f) => f.agent.live.stats()?.state === 'ready') ? true : undefined), { what: 'both agents ready', timeoutMs: 5000 });
+      for (const f of fleet.agents) {
+        const c = await t.api('POST', `/api/v1/nodes/${f.spec.nodeId}/commands`, { name: 'set_mute', params: { mute: false }, waitMs: 5000 });
+        expect(c.body.results[0].status).toBe('ok');
+      }
+      // The agent whose SR was waiting in its socket did not report `joining` (the other one's hello may
+      // have waited in the blocked controller's socket: its `joining` would be true).
+      const busy = v.nodes.find((n) => n.path?.port === srTo);
+      expect(busy, 'the agent the SR went to').toBeDefined();
+      expect(reports.filter((x) => x.nodeId === busy!.nodeId && x.state === 'joining')).toEqual([]);
+      expect((await t.api('POST', `/api/v1/live/sessions/${r.body.sessionId}/stop`)).status).toBe(200);
+    } finally {
+      dgram.Socket.prototype.send = send;
+      live.onLiveStatus = onLiveStatus;
+    }
   }, 30_000);
 });
