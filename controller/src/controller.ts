@@ -21,7 +21,7 @@ import { createScheduling } from './scheduling/index.js';
 import { createMediaService } from './media/media-service.js';
 import { createLive } from './live/index.js';
 import { createScheduledRelays, type ScheduledRelayOptions } from './live/scheduled-relay.js';
-import { createZoneStreams } from './streams/zone-stream.js';
+import { createZoneStreams, type ZoneStreamOptions } from './streams/zone-stream.js';
 import { createListenKeys } from './streams/listen-keys.js';
 import { createSupervisor } from '../../audio-pipeline/src/index.js';
 import { createTts } from '../../audio-pipeline/src/tts/index.js';
@@ -39,6 +39,8 @@ export interface ControllerOptions {
   commandTtlMs?: number;
   /** Scheduled relay items played through live sessions (tests shorten the lead). */
   scheduledRelay?: Partial<ScheduledRelayOptions>;
+  /** Zone pull streams (tests lower the slow-listener limit). */
+  streams?: Partial<ZoneStreamOptions>;
 }
 
 
@@ -114,7 +116,7 @@ export async function createController(opts: ControllerOptions = {}) {
   const live = createLive({ config, store, bus, log: log.child({ component: 'live' }), now: nowInt, envelope, link: () => link!, nodes, media, supervisor });
   // The listen keys' seal key lives beside the database, not in it (streams/listen-keys.ts).
   const listenKeys = createListenKeys({ store, now: nowInt, sealKeyFile: path.join(dataDir, 'listen-keys.seal'), log });
-  const streams = createZoneStreams({ store, live, nodes, media, now: nowInt, log, keys: listenKeys });
+  const streams = createZoneStreams({ store, live, nodes, media, now: nowInt, log, keys: listenKeys, ...(opts.streams ? { options: opts.streams } : {}) });
   const scheduledRelays = createScheduledRelays({
     store, live, scheduling, log: log.child({ component: 'scheduled-relay' }), now: nowInt, ...(opts.scheduledRelay ? { options: opts.scheduledRelay } : {}),
   });
