@@ -179,7 +179,7 @@ interface OurRun {
 }
 type EmergencyView = {
   speakNow: boolean; endedAt: number | null; endReason: string | null; reach: { summary: string; ready?: number; playing?: number };
-  sender: { destinations: number; framesSent: number; paddedFrames: number; queuedMs: number } | null;
+  sender: { destinations: number; framesSent: number; paddedFrames: number; queuedMs: number; lateFrames: number; sendDelayMaxMs: number } | null;
 };
 type SessionView = { speakNow: boolean; reach: { summary: string }; sender: { paddedFrames: number; droppedSamples: number } | null; nodes?: { nodeId: string; state: string; updatedAt: number }[] };
 
@@ -386,7 +386,7 @@ async function emergencyRun(o: { base: string; token: string; dir: string; specs
       const key = `${[...st].join()}|${firsts.length}|${b.reach.ready}|${b.reach.playing}|${b.sender?.destinations}|${b.endedAt}`;
       const cpuNow = `CPU since the call: controller ${fmt((cpuOf([o.ctlPid]) - c0) * 1000, 0)} ms, agents ${fmt((cpuOf(wpids) - a0) * 1000, 0)} ms; `;
       if (key !== lastKey) trace.push(`${fmt(now() - tCall, 0)} ms: ${cpuNow}agents ${[...st].map(([k, x]) => `${k} ${x}`).join(', ')}; sounded ${firsts.length}; udp sent/received per worker ${q.udp.map((u) => `${u.sent}/${u.received}(${fmt(u.handlerMs, 0)} ms)`).join(' ')}; controller: speakNow=${b.speakNow} ready=${b.reach.ready ?? '?'} playing=${b.reach.playing ?? '?'} ` +
-        `destinations=${b.sender?.destinations ?? '-'} frames=${b.sender?.framesSent ?? '-'} padded=${b.sender?.paddedFrames ?? '-'} queued=${fmt(b.sender?.queuedMs ?? NaN, 0)} ms${b.endedAt ? ` ENDED (${b.endReason})` : ''}`);
+        `destinations=${b.sender?.destinations ?? '-'} frames=${b.sender?.framesSent ?? '-'} padded=${b.sender?.paddedFrames ?? '-'} queued=${fmt(b.sender?.queuedMs ?? NaN, 0)} ms sent late=${b.sender?.lateFrames ?? '-'} (max delay ${fmt(b.sender?.sendDelayMaxMs ?? NaN, 0)} ms)${b.endedAt ? ` ENDED (${b.endReason})` : ''}`);
       lastKey = key;
       if (firsts.length >= M && now() - tCall > 3000) break;
     }
@@ -413,7 +413,8 @@ async function emergencyRun(o: { base: string; token: string; dir: string; specs
     const slow = q.nodes.filter((x) => measuredIds.has(x.nodeId)).map((x) => ({ x, first: x.onsets.length ? x.onsets[0]! - tCall : Infinity }))
       .sort((a, b) => b.first - a.first).slice(0, 5);
     console.log(`emergency slowest measured: ${slow.map(({ x, first }) => `${x.nodeId} ${fmt(first, 0)} ms (clock error ${fmt(x.syncErrorMs, 1)} ms, announced +${fmt((x.announcedAt[r.body.sessionId] ?? NaN) - tCall, 0)} ms, ` +
-      `packets ${x.live?.packets ?? '-'} late ${x.live?.late ?? '-'} concealed ${x.live?.concealed ?? '-'})`).join('; ')}`);
+      `packets ${x.live?.packets ?? '-'} late ${x.live?.late ?? '-'} concealed ${x.live?.concealed ?? '-'}` +
+      (x.diag ? `, arrival margin min/p05/p50 ${fmt(x.diag.arrivalMargin?.minMs ?? NaN, 0)}/${fmt(x.diag.arrivalMargin?.p05Ms ?? NaN, 0)}/${fmt(x.diag.arrivalMargin?.p50Ms ?? NaN, 0)} ms, resyncs ${x.diag.resyncs}, lead-in frames ${x.diag.leadInFrames}` : '') + ')').join('; ')}`);
     const s = summary(firsts);
     const all = [...firsts, ...Array<number>(Math.max(0, M - firsts.length)).fill(Infinity)].sort((a, b) => a - b);
     const p99 = all[Math.ceil(0.99 * all.length) - 1]!;

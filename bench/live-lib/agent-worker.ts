@@ -62,6 +62,8 @@ export interface BenchNodeState {
   samples: number;
   onsets: number[];
   live: ReturnType<Agent['live']['stats']> | null;
+  /** Playout diagnostics of the emergency's measured agents (onset sinks). */
+  diag?: ReturnType<Agent['live']['diagnostics']> | null;
   sink: { underruns: number; underrunFrames: number; backpressured: number; skippedFrames: number } | null;
   /** The agent's idea of controller time minus true time (the controller runs on the machine clock), ms. */
   syncErrorMs: number;
@@ -279,6 +281,7 @@ process.on('message', (m: { type: string; id?: number; agents?: BenchAgentSpec[]
               syncErrorMs: r.agent.clockSource.toController(r.hw.clock.now()) - trueClock.now(),
               onsets: r.pipe || r.b.sink === 'null' ? [] : r.onset ? r.onset.onsets().filter((x) => x >= since) : r.hw.sink.onsets().filter((x) => x.trueMs >= since).map((x) => x.trueMs),
               live: r.agent.live.stats() ?? null,
+              ...(r.b.sink === 'onset' ? { diag: r.agent.live.diagnostics() ?? null } : {}),
               sink: st ? { underruns: st.underruns, underrunFrames: st.underrunFrames, backpressured: st.backpressured, skippedFrames: st.skippedFrames } : null,
               announcedAt: r.announcedAt,
             };
