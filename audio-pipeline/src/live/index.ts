@@ -84,6 +84,7 @@ export {
 export { createPacketizer, type Packetizer, type PacketizerOptions, type Packet } from './packetizer.js';
 export {
   createSessionSender,
+  ipLiteralLookup,
   type SessionSender,
   type SessionSenderOptions,
   type SessionSenderStats,

@@ -26,7 +26,7 @@ import type { Logger } from 'pino';
 import { parseTopic, topicFor, type LiveAnnouncement, type LiveStartRequest, type LiveStatus } from '../../../schemas/src/index.js';
 import type { ControllerEnv } from '../../../schemas/src/index.js';
 import {
-  classifyPacket, createSessionSender, helloToken, parseRtcp,
+  classifyPacket, createSessionSender, helloToken, ipLiteralLookup, parseRtcp,
   type SessionSender, type SessionSenderStats, type UdpDestination,
 } from '../../../audio-pipeline/src/live/index.js';
 import type { Supervisor } from '../../../audio-pipeline/src/index.js';
@@ -218,7 +218,7 @@ export function createLive(deps: LiveDeps) {
   const clearTimers = new Set<NodeJS.Timeout>();
   let socket: dgram.Socket | null = null;
   let rtpPort = 0;
-  const counters = { hellos: 0, dropped: 0, unknownToken: 0, malformed: 0, pathChanges: 0 };
+  const counters = { hellos: 0, dropped: 0, unknownToken: 0, malformed: 0, pathChanges: 0, socketErrors: 0 };
 
   const q = {
     insertSession: db.prepare(`INSERT INTO live_sessions (id, commune_id, kind, priority, title, actor, request, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
@@ -533,9 +533,11 @@ export function createLive(deps: LiveDeps) {
       if (socket) return;
       // A large receive buffer: 1,000 agents' hellos arrive in one burst when a session starts (the kernel
       // caps it at net.core.rmem_max; raise that on a big commune's controller).
-      const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 * 1024 * 1024 });
+      // IP literals resolved at once (ipLiteralLookup): the destinations are the addresses hellos came from.
+      const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 * 1024 * 1024, lookup: ipLiteralLookup as never });
       sock.on('message', onDatagram);
-      sock.on('error', (e) => log.warn({ err: e.message }, 'RTP socket error'));
+      // Also the sessions' asynchronous send errors (the senders pass no per-datagram callback).
+      sock.on('error', (e) => { counters.socketErrors++; log.warn({ err: e.message }, 'RTP socket error'); });
       try {
         await new Promise<void>((resolve, reject) => {
           sock.once('error', reject);
