@@ -399,8 +399,8 @@ async function emergencyRun(o: { base: string; token: string; dir: string; specs
     console.log(`emergency phases (ms from the API call): announcement at the agent p50/p99/max ${fmt(announced.median, 0)}/${fmt(announced.p99, 0)}/${fmt(announced.max, 0)} (${announced.n} agents); ` +
       `ready at the controller (its hello in) p50/p99/max ${fmt(readyAt.median, 0)}/${fmt(readyAt.p99, 0)}/${fmt(readyAt.max, 0)} (${readyAt.n} unmeasured targets)`);
     if (PROFILE) {
-      await Promise.all(ew.map((w, i) => w.ask({ type: 'profStop', file: path.join(PROFILE, `emergency-worker-${i}.cpuprofile`) })));
-      console.log(`CPU profiles of the emergency window per worker in ${PROFILE}`);
+      await Promise.all(ew.map((w, i) => w.ask({ type: 'profStop', file: path.join(PROFILE, `emergency-call${call}-worker-${i}.cpuprofile`) })));
+      console.log(`CPU profiles of call ${call}'s emergency window per worker in ${PROFILE}`);
     }
     console.log(`emergency timeline (from the API call; a line when a count changed; worker queries and the session GET run together, so a line is as late as the slower):\n  ${trace.join('\n  ')}`);
     const wall = now() - tCall;
