@@ -38,6 +38,7 @@ import type { MediaService } from '../media/media-service.js';
 import type { NodeCacheEntry } from '../services.js';
 import type { Store } from '../store/store.js';
 import { decodePcm, LIVE_SAMPLE_RATE, soundcardInput, startFfmpegSource, type FfmpegSource, type MicFormat } from './sources.js';
+import { startOpusFileSource } from './opus-file-source.js';
 
 export { decodePcm, type MicFormat } from './sources.js';
 
@@ -438,7 +439,12 @@ export function createLive(deps: LiveDeps) {
   // ---------------------------------------------------------------- sources
 
   /** `preroll`: may ffmpeg start before the targets are ready (not a sound card: a held capture is stale). */
-  async function runPacedSource(s: Session, input: string[], durationMs: number | undefined, kind: string, preroll = true) {
+  /** A source of the session's PCM: `gate` holds its PCM until the targets are ready. */
+  type OpenSource = (sender: SessionSender, gate: Promise<void> | undefined) => Promise<FfmpegSource>;
+  const ffmpegInput = (input: string[], durationMs: number | undefined, kind: string): OpenSource => (sender, gate) =>
+    startFfmpegSource({ supervisor: deps.supervisor, sender, input, durationMs, kind, watchdogMs: opt.sourceStallTimeoutMs, ...(gate ? { gate } : {}) });
+
+  async function runPacedSource(s: Session, open: OpenSource, preroll = true) {
     if (s.req.audioAt !== undefined) {
       // Timed audio: the timeline is fixed (base = audioAt − D); start the source just early enough.
       const startAt = s.req.audioAt - s.delayMs - opt.sourcePrerollMs;
@@ -451,7 +457,7 @@ export function createLive(deps: LiveDeps) {
     if (s.endedAt !== null || !s.sender) return;
     let src: FfmpegSource;
     try {
-      src = await startFfmpegSource({ supervisor: deps.supervisor, sender: s.sender, input, durationMs, kind, watchdogMs: opt.sourceStallTimeoutMs, ...(gate && preroll ? { gate } : {}) });
+      src = await open(s.sender, gate && preroll ? gate : undefined);
     } catch (e) {
       await end(s, `source_failed: ${(e as Error).message}`.slice(0, 200), 'system');
       return;
@@ -470,9 +476,10 @@ export function createLive(deps: LiveDeps) {
     if (s.endedAt === null) await end(s, 'source_ended', 'system');
   }
 
-  async function mediaInput(communeId: string, mediaId: string, repeat: number): Promise<string[]> {
+  /** A library file (its Ogg/Opus rendition), decoded in-process: no process to start (opus-file-source.ts). */
+  function mediaSource(communeId: string, mediaId: string, repeat: number, durationMs: number | undefined): OpenSource {
     const f = deps.media.file(mediaId, 'opus', communeId);
-    return [...(repeat > 1 ? ['-stream_loop', String(repeat - 1)] : []), '-i', f.path];
+    return (sender, gate) => startOpusFileSource({ sender, path: f.path, repeat, ...(durationMs !== undefined ? { durationMs } : {}), ...(gate ? { gate } : {}) });
   }
 
   // ---------------------------------------------------------------- stop
@@ -693,17 +700,17 @@ export function createLive(deps: LiveDeps) {
           break;
         }
         case 'relay':
-          void runPacedSource(s, ['-rw_timeout', String(opt.sourceStallTimeoutMs * 1000), '-i', req.url!], req.durationMs, 'live-relay');
+          void runPacedSource(s, ffmpegInput(['-rw_timeout', String(opt.sourceStallTimeoutMs * 1000), '-i', req.url!], req.durationMs, 'live-relay'));
           break;
         case 'file':
-          void runPacedSource(s, await mediaInput(communeId, mediaId!, req.repeat), req.durationMs, 'live-file');
+          void runPacedSource(s, mediaSource(communeId, mediaId!, req.repeat, req.durationMs));
           break;
         case 'emergency':
-          void runPacedSource(s, await mediaInput(communeId, mediaId!, req.repeat), req.durationMs, 'live-emergency');
+          void runPacedSource(s, mediaSource(communeId, mediaId!, req.repeat, req.durationMs));
           break;
         case 'soundcard':
           // Until stopped or durationMs; a card that cannot open ends the session with ffmpeg's error.
-          void runPacedSource(s, soundcardInput(config.RADIO_LIVE_INPUT!), req.durationMs, 'live-soundcard', false);
+          void runPacedSource(s, ffmpegInput(soundcardInput(config.RADIO_LIVE_INPUT!), req.durationMs, 'live-soundcard'), false);
           break;
       }
       // A paced source that stops delivering (a relay whose server hangs) ends the session cleanly.
