@@ -90,7 +90,7 @@ describe('live file source decoded in-process', () => {
     b.sender.start(Date.now());
     const stopped = await startOpusFileSource({ sender: b.sender, path: tone.file, repeat: 10 });
     // Stop once some audio went out: done resolves, and nothing more is written.
-    while (total(b.writes) < 48_000 / 2) await new Promise((r) => b.sender.once('drain', r));
+    while (total(b.writes) < 48_000 / 2) await new Promise<void>((r) => b.sender.once('drain', () => r()));
     stopped.stop();
     await stopped.done;
     const n = total(b.writes);

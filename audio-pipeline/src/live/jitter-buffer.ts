@@ -337,8 +337,21 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
     mask = size - 1;
   }
 
+  /**
+   * Copy n samples (data, zero beyond its end) into the ring at stream position `at`: one or two block
+   * copies around the wrap, not a masked store per sample (which, until V8 has optimised it, costs
+   * hundreds of ms a second on a process that hosts a hundred agents).
+   */
   function writeRing(at: number, data: Float32Array, n: number): void {
-    for (let i = 0; i < n; i++) ring[(at + i - origin) & mask] = data[i] ?? 0;
+    const start = (at - origin) & mask;
+    const first = Math.min(n, ring.length - start);
+    const have = Math.min(n, data.length);
+    ring.set(data.subarray(0, Math.min(first, have)), start);
+    if (have < first) ring.fill(0, start + have, start + first);
+    if (first < n) {
+      if (have > first) ring.set(data.subarray(first, have), 0);
+      ring.fill(0, Math.max(0, have - first), n - first);
+    }
     // From the end: speech exits at once, a silent frame (session lead-in, pauses) costs one pass.
     for (let i = Math.min(n, data.length) - 1; i >= 0; i--) {
       if (data[i] !== 0) {
@@ -346,6 +359,14 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
         break;
       }
     }
+  }
+
+  /** Silence n samples of the ring from stream position p (one or two fills around the wrap). */
+  function zeroRing(p: number, n: number): void {
+    const start = (p - origin) & mask;
+    const first = Math.min(n, ring.length - start);
+    ring.fill(0, start, start + first);
+    if (first < n) ring.fill(0, 0, n - first);
   }
 
   /** Produce the chunk of audio that starts at ringEnd, by decoding, RED, PLC or silence. */
@@ -393,7 +414,7 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
     ensureCapacity(p + n - ringStart);
     if (!decodedAny) {
       // Lead-in: nothing has played yet, so nothing is lost; a fresh decoder would conceal silence.
-      for (let i = 0; i < n; i++) ring[(p + i - origin) & mask] = 0;
+      zeroRing(p, n);
       st.leadInFrames++;
     } else if (concealRun < maxConceal) {
       writeRing(p, decoder.conceal(n), n);
@@ -402,7 +423,7 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
       concealRun += n;
       remember(p, 'concealed');
     } else {
-      for (let i = 0; i < n; i++) ring[(p + i - origin) & mask] = 0;
+      zeroRing(p, n);
       st.silentFrames++;
       remember(p, 'concealed');
     }
