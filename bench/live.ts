@@ -19,7 +19,9 @@
  * (the emergency's D; default the controller's, 200 ms), BENCH_LIVE_SETTLE_MAX_S (how long the emergency fleet
  * may take, after all its agents synced, until their clock errors are within 5 ms p99; default 60; 0 calls at once),
  * BENCH_LIVE_EMERGENCY_CALLS (emergency calls one after another on the same fleet, default 2; the headline is the worst),
- * BENCH_LIVE_FLEET_NICE (CPU priority of the emergency's unmeasured agents' workers; default 0, the same as the rest).
+ * BENCH_LIVE_FLEET_NICE (CPU priority of the emergency fleet's workers, measured and unmeasured alike, below the
+ * controller's; default 5, 0 = the same as the controller: see emergencyRun),
+ * BENCH_LIVE_REHEARSAL=0 (agents start without their live-join rehearsal, to measure what it saves).
  */
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -29,7 +31,7 @@ import WebSocket from 'ws';
 import { login, provisionFleet, type ProvisionedNode } from '../firmware-sim/src/fleet.js';
 import { analyseRun, type RunFigures, type SourceClick } from './live-lib/analyze.js';
 import type { StreamResult } from './live-lib/reader.js';
-import type { BenchAgentSpec, BenchNodeState, WorkerLag } from './live-lib/agent-worker.js';
+import type { BenchAgentSpec, BenchNodeState, WorkerJoins, WorkerLag } from './live-lib/agent-worker.js';
 import { RATE, clickStarts, toS16, trackBlock } from './live-lib/signal.js';
 import { ROOT, fmt, freePort, printMachine, procStats, spawnController, summary, type ControllerProc } from './lib.js';
 
@@ -50,8 +52,10 @@ const EMERGENCY_N = Number(process.env.BENCH_LIVE_EMERGENCY_N ?? 1000);
 /** How long the emergency fleet may take to settle its clocks (p99 error ≤ SETTLE_P99_MS) before the call. */
 const SETTLE_MAX_MS = Number(process.env.BENCH_LIVE_SETTLE_MAX_S ?? 60) * 1000;
 const SETTLE_P99_MS = 5;
-/** CPU priority (nice) of the emergency run's unmeasured agents' workers; 0 = the same as everything else. */
-const FLEET_NICE = Number(process.env.BENCH_LIVE_FLEET_NICE ?? 0);
+/** CPU priority (nice) of the emergency run's fleet workers (all of them); 0 = the same as the controller. */
+const FLEET_NICE = Number(process.env.BENCH_LIVE_FLEET_NICE ?? 5);
+/** CPU priority (nice) of the emergency run's measured agents' worker (see emergencyRun). */
+const MEASURED_NICE = Number(process.env.BENCH_LIVE_MEASURED_NICE ?? FLEET_NICE);
 const EMERGENCY_CALLS = Math.max(1, Number(process.env.BENCH_LIVE_EMERGENCY_CALLS ?? 2));
 const FRAME = 480; // 10 ms microphone frames
 const now = () => performance.timeOrigin + performance.now();
@@ -117,10 +121,10 @@ async function startWorkers(groups: BenchAgentSpec[][]): Promise<Ipc[]> {
 const chunk = <T>(xs: T[], n: number): T[][] => Array.from({ length: Math.ceil(xs.length / n) }, (_, i) => xs.slice(i * n, (i + 1) * n));
 /** A worker's UDP counters (agent-worker.ts): handlerMs = wall time inside the agents' datagram handlers. */
 interface WorkerUdp { sent: number; received: number; handlerMs: number }
-interface FleetState { nodes: BenchNodeState[]; dropped: number; lag: WorkerLag[]; udp: WorkerUdp[] }
+interface FleetState { nodes: BenchNodeState[]; dropped: number; lag: WorkerLag[]; udp: WorkerUdp[]; joins: Record<string, WorkerJoins>[] }
 async function queryAll(ws: Ipc[], since?: number, resetLag = false): Promise<FleetState> {
-  const rs = await Promise.all(ws.map((w) => w.ask<{ nodes: BenchNodeState[]; dropped: number; lag: WorkerLag; udp: WorkerUdp }>({ type: 'query', resetLag, ...(since !== undefined ? { since } : {}) })));
-  return { nodes: rs.flatMap((r) => r.nodes), dropped: rs.reduce((a, r) => a + r.dropped, 0), lag: rs.map((r) => r.lag), udp: rs.map((r) => r.udp) };
+  const rs = await Promise.all(ws.map((w) => w.ask<{ nodes: BenchNodeState[]; dropped: number; lag: WorkerLag; udp: WorkerUdp; joins: Record<string, WorkerJoins> }>({ type: 'query', resetLag, ...(since !== undefined ? { since } : {}) })));
+  return { nodes: rs.flatMap((r) => r.nodes), dropped: rs.reduce((a, r) => a + r.dropped, 0), lag: rs.map((r) => r.lag), udp: rs.map((r) => r.udp), joins: rs.map((r) => r.joins) };
 }
 async function stopWorkers(ws: Ipc[]) {
   await Promise.all(ws.map((w) => new Promise<void>((resolve) => {
@@ -314,14 +318,22 @@ async function emergencyRun(o: { base: string; token: string; dir: string; specs
   const M = eAgents.filter((a) => a.sink !== 'null').length;
   const measuredIds = new Set(eAgents.filter((a) => a.sink !== 'null').map((a) => a.spec.nodeId));
   const t0 = now();
-  // The measured agents in worker(s) of their own, the unmeasured majority in the others. A lower CPU
-  // priority for those (BENCH_LIVE_FLEET_NICE, default 0) was tried: their hellos gate speak-now, and
-  // starved they joined later (event-loop stalls of 1.1–1.3 s in one run).
+  // The measured agents in worker(s) of their own, the unmeasured majority in the others.
+  // Priority: 2 cores carry the controller and 1,000 simulated clusters. Deployed, the controller has a
+  // machine of its own and every cluster its own CPU; here, at equal priority, five busy fleet processes
+  // leave the controller a third of a core at the moment it must take a thousand hellos and start the
+  // fan-out (it used 620 ms of CPU in the first 920 ms of a call in one run, on a machine with no idle
+  // left). So every fleet worker, measured and unmeasured alike, runs at nice BENCH_LIVE_FLEET_NICE
+  // (default 5) below the controller: the controller gets what it asks for (about half a core) and the
+  // fleet shares the rest as before. An earlier try niced only the unmeasured workers, which starved them
+  // against the measured ones (their hellos gate speak-now); that is not done.
   const mGroups = chunk(eAgents.filter((a) => a.sink !== 'null'), AGENTS_PER_WORKER);
   const uGroups = chunk(eAgents.filter((a) => a.sink === 'null'), Math.min(AGENTS_PER_WORKER, Math.ceil((N - M) / 4) || 1));
   const ew = await startWorkers([...mGroups, ...uGroups]);
-  const uPids = ew.slice(mGroups.length).map((w) => w.proc.pid!);
-  for (const pid of uPids) { try { os.setPriority(pid, FLEET_NICE); } catch (e) { console.log(`warning: could not renice worker ${pid}: ${(e as Error).message}`); } }
+  ew.forEach((w, i) => {
+    const nice = i < mGroups.length ? MEASURED_NICE : FLEET_NICE;
+    try { os.setPriority(w.proc.pid!, nice); } catch (e) { console.log(`warning: could not renice worker ${w.proc.pid}: ${(e as Error).message}`); }
+  });
   let synced = 0;
   for (const d = Date.now() + 120_000; ;) {
     const q = await queryAll(ew);
@@ -330,7 +342,7 @@ async function emergencyRun(o: { base: string; token: string; dir: string; specs
     if (Date.now() > d) break;
     await sleep(500);
   }
-  console.log(`emergency fleet: ${N} agents in ${ew.length} worker processes (node ${WORKER_NODE_ARGS.join(" ") || "defaults"}; ${mGroups.length} with the ${M} measured, ${uGroups.length} with the ${N - M} others at nice ${FLEET_NICE}), ${synced} connected and time-synced after ${fmt((now() - t0) / 1000, 0)} s; amplifiers held warm; time sync at the agent default period; ` +
+  console.log(`emergency fleet: ${N} agents in ${ew.length} worker processes (node ${WORKER_NODE_ARGS.join(" ") || "defaults"}; ${mGroups.length} with the ${M} measured at nice ${MEASURED_NICE}, ${uGroups.length} with the ${N - M} others at nice ${FLEET_NICE}, the controller at 0), ${synced} connected and time-synced after ${fmt((now() - t0) / 1000, 0)} s; amplifiers held warm; time sync at the agent default period; ` +
     `first sound measured at ${M} of them (every ${every}th, ${FULL_AGENTS ? 'virtual DACs' : 'onset sinks: paced like the DAC with a 20 ms lead, decoding until their first sound'}); ` +
     `the other ${N - M} join, say hello, receive and buffer every packet (so the controller's fan-out to ${N} and its wait for all of them to be ready are real) but never decode: 2 cores cannot decode ${N} streams`);
   // A fleet in service has settled clocks; one that has just connected synced during its own reconnect
@@ -372,11 +384,14 @@ async function emergencyRun(o: { base: string; token: string; dir: string; specs
     const tAnswered = now();
     if (r.status !== 201) throw new Error(`emergency: ${r.status} ${JSON.stringify(r.body)}`);
     let firsts: number[] = [];
-    let q: FleetState = { nodes: [], dropped: 0, lag: [], udp: [] };
+    let q: FleetState = { nodes: [], dropped: 0, lag: [], udp: [], joins: [] };
     const trace: string[] = [];
     let lastKey = '';
-    for (const d = now() + 20_000; now() < d;) {
-      await sleep(400);
+    // The first look at 1.5 s: each look serialises 1,000 nodes' states in the workers and the session's
+    // 1,000 reach entries in the controller, CPU the first second must not lose (the figures themselves are
+    // timestamps taken where they happen, not at the look).
+    for (let first = true, d = now() + 20_000; now() < d; first = false) {
+      await sleep(first ? Math.max(0, tCall + 1500 - now()) : 400);
       const [qq, v] = await Promise.all([queryAll(ew, tCall), api<EmergencyView>(o.base, o.token, 'GET', `/api/v1/live/sessions/${r.body.sessionId}`)]);
       q = qq;
       firsts = q.nodes.filter((x) => measuredIds.has(x.nodeId) && x.onsets.length > 0).map((x) => x.onsets[0]! - tCall);
@@ -398,6 +413,12 @@ async function emergencyRun(o: { base: string; token: string; dir: string; specs
     const readyAt = summary((readyView.nodes ?? []).filter((n) => n.state === 'ready').map((n) => n.updatedAt - tCall));
     console.log(`emergency phases (ms from the API call): announcement at the agent p50/p99/max ${fmt(announced.median, 0)}/${fmt(announced.p99, 0)}/${fmt(announced.max, 0)} (${announced.n} agents); ` +
       `ready at the controller (its hello in) p50/p99/max ${fmt(readyAt.median, 0)}/${fmt(readyAt.p99, 0)}/${fmt(readyAt.max, 0)} (${readyAt.n} unmeasured targets)`);
+    // The joins' cost, as CPU time (the wall time of a worker on 2 shared cores says little about it).
+    const js = q.joins.map((j) => j[r.body.sessionId]).filter((j): j is WorkerJoins => !!j);
+    const jn = js.reduce((a, j) => a + j.joins, 0);
+    const jcpu = js.reduce((a, j) => a + j.cpuMs, 0);
+    console.log(`emergency joins: CPU per join ${fmt(jn ? jcpu / jn : NaN, 2)} ms (${jn} joins, ${fmt(jcpu, 0)} ms of CPU; per worker joins/CPU/wall ms: ${js.map((j) => `${j.joins}/${fmt(j.cpuMs, 0)}/${fmt(j.wallMs, 0)}`).join(' ')}; ` +
+      'a worker\'s CPU from its first announcement until its last join ran, all of it: MQTT, the joins, and whatever else ran meanwhile)');
     if (PROFILE) {
       await Promise.all(ew.map((w, i) => w.ask({ type: 'profStop', file: path.join(PROFILE, `emergency-call${call}-worker-${i}.cpuprofile`) })));
       console.log(`CPU profiles of call ${call}'s emergency window per worker in ${PROFILE}`);

@@ -71,6 +71,10 @@ export interface BenchNodeState {
   announcedAt: Record<string, number>;
 }
 
+/** A worker's joins of one session: how many, and its CPU (all of it) and wall time from the first announcement to the last join's end. */
+export interface WorkerJoins { joins: number; cpuMs: number; wallMs: number }
+const joins: Record<string, WorkerJoins & { t0: number; cpu0: NodeJS.CpuUsage }> = {};
+
 /** Event-loop delay of a worker since the last reset, ms (perf_hooks histogram, 10 ms resolution). */
 export interface WorkerLag { p50: number; p99: number; max: number }
 
@@ -79,6 +83,32 @@ export interface WorkerLag { p50: number; p99: number; max: number }
  * virtual DAC (and ALSA), frame 0 leaves `leadMs` after start() and each block is asked for `leadMs`
  * before it leaves, so the jitter buffer has the same deadline as on the DAC.
  */
+/** Index of the first sample at or beyond ±threshold from `from`, or −1. */
+function firstAbove(buf: Float32Array, threshold: number, from: number): number {
+  for (let i = from; i < buf.length; i++) {
+    const x = buf[i]!;
+    if (x >= threshold || x <= -threshold) return i;
+  }
+  return -1;
+}
+
+/**
+ * The instrument must not slow what it measures. The onset sinks run first when the first emergency
+ * starts; cold, their per-sample scan and the frame pacer ran in V8's interpreter and took about 0.5 s of
+ * the measured worker's CPU in that call's first 2.5 s (a CPU profile: 489 ms against 58 ms in the second
+ * call), which delayed the measured agents' own packets. Run both hot before any agent starts.
+ */
+function warmInstrument(): void {
+  const z = new Float32Array(480);
+  let n = 0;
+  for (let k = 0; k < 5000; k++) n += firstAbove(z, 0.01, 0);
+  const p = createFramePacer({ now: () => 0, rate: () => 1 } as Clock, 48_000);
+  p.anchor(0, 0);
+  for (let k = 0; k < 5000; k++) { p.update(k); n += p.playhead(k + 20) + p.hwTimeOfFrame(k * 480, k, k) + p.trueTimeOfFrame(k * 480); }
+  if (Number.isNaN(n)) throw new Error('instrument warm-up: NaN');
+}
+warmInstrument();
+
 function createOnsetSink(clock: Clock, ticker: Ticker, audible: () => boolean, settled: () => boolean, threshold = 0.01, leadMs = 20): AudioSink & { onsets(): number[]; pulledFrames(): number } {
   const rate = 48_000;
   const period = 480;
@@ -108,9 +138,8 @@ function createOnsetSink(clock: Clock, ticker: Ticker, audible: () => boolean, s
       buf.fill(0);
       source.read(buf, pacer.hwTimeOfFrame(frames, t, hwNow));
       pulled += period;
-      for (let i = 0; i < period && !heard; i++) {
-        const x = buf[i]!;
-        if ((x >= threshold || x <= -threshold) && audible()) {
+      for (let i = heard ? -1 : firstAbove(buf, threshold, 0); i >= 0; i = firstAbove(buf, threshold, i + 1)) {
+        if (audible()) {
           // Not before it was computed: a worker whose event loop stalled computes blocks after their
           // slot, and a real DAC would have underrun (so the sample sounds no earlier than now).
           onsetList.push(Math.max(pacer.trueTimeOfFrame(frames + i), trueClock.now()));
@@ -214,13 +243,25 @@ function build(b: BenchAgentSpec): Running {
   });
   const agent: Agent = createAgent({
     nodeId: b.spec.nodeId, credentials: { username: b.spec.username, password: b.spec.password }, brokerUrl: b.spec.mqttUrl,
-    hardware: wrapped, log, keepaliveS: 8, ...(b.syncIntervalMs !== undefined ? { syncIntervalMs: b.syncIntervalMs } : {}), liveBindAddress: '127.0.0.1',
+    hardware: wrapped, log, keepaliveS: 8, ...(b.syncIntervalMs !== undefined ? { syncIntervalMs: b.syncIntervalMs } : {}), liveBindAddress: '127.0.0.1', rehearseLive: process.env.BENCH_LIVE_REHEARSAL !== '0',
     onReboot: () => { void agent.stop().then(() => agent.start()); },
   });
   // Held warm: on from power-up, never switched off (see the header).
   if (warm) void hw.setAmplifier(true).catch(() => {});
   const announcedAt: Record<string, number> = {};
-  agent.on('live', (a) => { if (a.state === 'active' && announcedAt[a.sessionId] === undefined) announcedAt[a.sessionId] = trueClock.now(); });
+  agent.on('live', (a) => {
+    if (a.state !== 'active' || announcedAt[a.sessionId] !== undefined) return;
+    announcedAt[a.sessionId] = trueClock.now();
+    // This process's CPU from its first agent's announcement until the joins it started have run (they
+    // run in the microtasks after the announcement; setImmediate comes after them).
+    const j = (joins[a.sessionId] ??= { joins: 0, cpuMs: 0, wallMs: 0, t0: performance.now(), cpu0: process.cpuUsage() });
+    j.joins++;
+    setImmediate(() => {
+      const c = process.cpuUsage(j.cpu0);
+      j.cpuMs = (c.user + c.system) / 1000;
+      j.wallMs = performance.now() - j.t0;
+    });
+  });
   return { b, agent, hw, pipe, onset, sock, announcedAt };
 }
 
@@ -288,7 +329,9 @@ process.on('message', (m: { type: string; id?: number; agents?: BenchAgentSpec[]
           });
           const lag: WorkerLag = { p50: lagH.percentile(50) / 1e6, p99: lagH.percentile(99) / 1e6, max: lagH.max / 1e6 };
           if (m.resetLag) lagH.reset();
-          send({ type: 'result', id: m.id, nodes, dropped, lag, udp });
+          const joinStats: Record<string, WorkerJoins> = {};
+          for (const [k, j] of Object.entries(joins)) joinStats[k] = { joins: j.joins, cpuMs: j.cpuMs, wallMs: j.wallMs };
+          send({ type: 'result', id: m.id, nodes, dropped, lag, udp, joins: joinStats });
           return;
         }
         case 'stop':
