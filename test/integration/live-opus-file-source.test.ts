@@ -98,6 +98,15 @@ describe('live file source decoded in-process', () => {
     expect(total(b.writes)).toBe(n);
     expect(n).toBeLessThan(48_000);
     b.sender.stop('test');
+
+    // Stopped while its gate is still closed (and never opens): it ends, and sends nothing.
+    const c = tapped();
+    c.sender.start(Date.now());
+    const gated = await startOpusFileSource({ sender: c.sender, path: tone.file, gate: new Promise<void>(() => {}) });
+    gated.stop();
+    await gated.done;
+    expect(c.writes.length).toBe(0);
+    c.sender.stop('test');
   });
 
   it('refuses a file that is not Ogg/Opus, or a damaged one, with the demuxer\'s reason and nothing sent', async () => {

@@ -50,6 +50,8 @@ export async function startOpusFileSource(o: OpusFileSourceOptions): Promise<Ffm
   let stopped = false;
   let wake: (() => void) | null = null;
   const onDrain = () => { const w = wake; wake = null; w?.(); };
+  let stoppedNow!: () => void;
+  const stoppedP = new Promise<void>((resolve) => { stoppedNow = resolve; });
   o.sender.on('drain', onDrain);
 
   /** The next block of PCM, or null at the end (of the last play, or of durationMs). */
@@ -81,7 +83,8 @@ export async function startOpusFileSource(o: OpusFileSourceOptions): Promise<Ffm
 
   const done = (async () => {
     try {
-      if (o.gate) await o.gate;
+      // A stop while the gate is still closed ends it at once, whatever becomes of the gate.
+      if (o.gate) await Promise.race([o.gate, stoppedP]);
       for (;;) {
         if (stopped) return;
         const b = held.length ? held.shift()! : await nextBlock();
@@ -103,6 +106,7 @@ export async function startOpusFileSource(o: OpusFileSourceOptions): Promise<Ffm
       if (stopped) return;
       stopped = true;
       held.length = 0;
+      stoppedNow();
       onDrain();
     },
   };
