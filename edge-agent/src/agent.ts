@@ -156,8 +156,6 @@ export function createAgent(o: AgentOptions) {
   });
 
   function header() { return { v: PROTOCOL_VERSION, ts: Math.floor(clock.now()) }; }
-  let liveReportsWarmed = liveReportsWarmedInProcess;
-  liveReportsWarmedInProcess = true;
 
   const live = createAgentLive({
     nodeId: o.nodeId, hw, player, clock, timers, clockSource, log,
@@ -244,8 +242,8 @@ export function createAgent(o: AgentOptions) {
    * first emergency's first second (measured there: 20–30 ms of a worker's CPU for the telemetry alone).
    */
   function warmLiveReports() {
-    if (liveReportsWarmed) return;
-    liveReportsWarmed = true;
+    if (liveReportsWarmedInProcess) return;
+    liveReportsWarmedInProcess = true;
     const sessionId = 'live-0000000000000000';
     const stats = { packets: 0, lost: 0, late: 0, concealed: 0, recoveredByRed: 0, jitterMs: 0 };
     const t: Telemetry = {

@@ -94,7 +94,8 @@ describe('live file source decoded in-process', () => {
     stopped.stop();
     await stopped.done;
     const n = total(b.writes);
-    await new Promise((r) => setTimeout(r, 100));
+    // The sender's next 'drain' is what a running source writes on: none follows it.
+    await new Promise<void>((r) => b.sender.once('drain', () => r()));
     expect(total(b.writes)).toBe(n);
     expect(n).toBeLessThan(48_000);
     b.sender.stop('test');

@@ -339,8 +339,8 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
 
   /**
    * Copy n samples (data, zero beyond its end) into the ring at stream position `at`: one or two block
-   * copies around the wrap, not a masked store per sample (which, until V8 has optimised it, costs
-   * hundreds of ms a second on a process that hosts a hundred agents).
+   * copies around the wrap, not a masked store per sample (until V8 had optimised it, that loop took
+   * 175 ms of a 100-agent bench worker's CPU in a first emergency: BENCH_LIVE_PROFILE).
    */
   function writeRing(at: number, data: Float32Array, n: number): void {
     const start = (at - origin) & mask;

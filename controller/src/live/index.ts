@@ -23,7 +23,7 @@
 import crypto from 'node:crypto';
 import dgram from 'node:dgram';
 import type { Logger } from 'pino';
-import { parseTopic, topicFor, type LiveAnnouncement, type LiveStartRequest, type LiveStatus } from '../../../schemas/src/index.js';
+import { parseTopic, topicFor, TOPICS, type LiveAnnouncement, type LiveStartRequest, type LiveStatus } from '../../../schemas/src/index.js';
 import type { ControllerEnv } from '../../../schemas/src/index.js';
 import {
   classifyPacket, createSessionSender, helloToken, ipLiteralLookup, parseRtcp,
@@ -378,7 +378,7 @@ export function createLive(deps: LiveDeps) {
     let body: string;
     if (checked) {
       body = JSON.stringify(a);
-      deps.link().publishRaw(topic, body, true);
+      deps.link().publishRaw(topic, body, TOPICS[name].retained);
     } else body = deps.link().publish(name, nodeId, a);
     store.putRetained(topic, communeId, body, now());
     return { topic, body };
@@ -448,12 +448,12 @@ export function createLive(deps: LiveDeps) {
 
   // ---------------------------------------------------------------- sources
 
-  /** `preroll`: may ffmpeg start before the targets are ready (not a sound card: a held capture is stale). */
   /** A source of the session's PCM: `gate` holds its PCM until the targets are ready. */
   type OpenSource = (sender: SessionSender, gate: Promise<void> | undefined) => Promise<FfmpegSource>;
   const ffmpegInput = (input: string[], durationMs: number | undefined, kind: string): OpenSource => (sender, gate) =>
     startFfmpegSource({ supervisor: deps.supervisor, sender, input, durationMs, kind, watchdogMs: opt.sourceStallTimeoutMs, ...(gate ? { gate } : {}) });
 
+  /** `preroll`: may the source start before the targets are ready (not a sound card: a held capture is stale). */
   async function runPacedSource(s: Session, open: OpenSource, preroll = true) {
     if (s.req.audioAt !== undefined) {
       // Timed audio: the timeline is fixed (base = audioAt − D); start the source just early enough.
