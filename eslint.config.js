@@ -19,6 +19,11 @@ export default tseslint.config(
     },
   },
   {
+    // Node ESM helpers in plain JavaScript (deploy/ts-register.mjs, deploy/ts-hooks.mjs).
+    files: ['**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', URL: 'readonly', console: 'readonly' } },
+  },
+  {
     // Tests read loosely typed JSON bodies; `any` there is deliberate.
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },

@@ -6,6 +6,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** `--import` this to run the project's TypeScript in a child process (see deploy/ts-register.mjs). */
+export const TS_REGISTER = path.join(ROOT, 'deploy/ts-register.mjs');
 
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -56,7 +58,7 @@ export interface ControllerProc { proc: ChildProcess; http: number; mqtt: number
 /** Start `npm start`'s entry point as a child process (so a bench can SIGKILL it). */
 export async function spawnController(o: { dir: string; http: number; mqtt: number; password: string; env?: Record<string, string> }): Promise<ControllerProc> {
   const extra = (process.env.BENCH_CONTROLLER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const proc = spawn(process.execPath, [...extra, '--import', 'tsx', path.join(ROOT, 'controller/src/server.ts')], {
+  const proc = spawn(process.execPath, [...extra, '--import', TS_REGISTER, path.join(ROOT, 'controller/src/server.ts')], {
     cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'],
     env: { ...process.env, RADIO_DATA_DIR: o.dir, RADIO_HTTP_PORT: String(o.http), RADIO_MQTT_PORT: String(o.mqtt), RADIO_ADMIN_PASSWORD: o.password, RADIO_LOG_LEVEL: 'error', RADIO_HTTP_HOST: '127.0.0.1', ...(o.env ?? {}) },
   });

@@ -33,7 +33,7 @@ import { analyseRun, type RunFigures, type SourceClick } from './live-lib/analyz
 import type { StreamResult } from './live-lib/reader.js';
 import type { BenchAgentSpec, BenchNodeState, WorkerJoins, WorkerLag } from './live-lib/agent-worker.js';
 import { RATE, clickStarts, toS16, trackBlock } from './live-lib/signal.js';
-import { ROOT, fmt, freePort, printMachine, procStats, spawnController, summary, type ControllerProc } from './lib.js';
+import { ROOT, TS_REGISTER, fmt, freePort, printMachine, procStats, spawnController, summary, type ControllerProc } from './lib.js';
 
 const PASSWORD = 'bench-password';
 const SECONDS = Number(process.env.BENCH_LIVE_SECONDS ?? 30);
@@ -90,7 +90,7 @@ function ipc(proc: ChildProcess): Ipc {
  * profiled) stall every agent of the process. A larger semi-space stands in for 250 separate heaps.
  */
 const WORKER_NODE_ARGS = (process.env.BENCH_LIVE_WORKER_NODE_ARGS ?? '--max-semi-space-size=32').split(' ').filter(Boolean);
-const forkTs = (file: string, args: string[] = []) => fork(path.join(LIB, file), args, { execArgv: ['--import', 'tsx', ...WORKER_NODE_ARGS], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+const forkTs = (file: string, args: string[] = []) => fork(path.join(LIB, file), args, { execArgv: ['--import', TS_REGISTER, ...WORKER_NODE_ARGS], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 const once = (p: ChildProcess, type: string) => new Promise<void>((resolve, reject) => {
   const on = (m: { type: string; message?: string }) => {
     if (m.type === type) { p.off('message', on); resolve(); }

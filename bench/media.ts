@@ -2,7 +2,7 @@
  * Media ingest benchmark (issue 3): 1-, 10- and 60-minute speech files through ingestAudio,
  * against a fixed baseline — ffmpeg's own two-pass loudnorm + libopus + MP3 command lines, run bare.
  *
- *   npx tsx bench/media.ts            (BENCH_MEDIA_LONG=0 skips the 60-minute file)
+ *   node --import ./deploy/ts-register.mjs bench/media.ts  (BENCH_MEDIA_LONG=0 skips the 60-minute file)
  *
  * realtimeFactor = input duration ÷ wall time; overheadRatio = our wall time ÷ baseline wall time.
  * The last line is one JSON object for the 10-minute file.

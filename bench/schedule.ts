@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- schedule` (or `npx tsx bench/schedule.ts`): scheduling and store-and-forward playout.
+ * `npm run bench -- schedule` (or `node --import ./deploy/ts-register.mjs bench/schedule.ts`): scheduling and store-and-forward playout.
  *
  * Part 1 — distribution: a controller (child process, embedded broker, SQLite) with 1,000 nodes in 20
  * villages running in fleet worker processes, and a week of schedules (daily bulletins, a weekly item per

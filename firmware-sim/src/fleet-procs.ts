@@ -6,6 +6,8 @@ import type { FaultInjection } from './sim-hardware.js';
 import type { NodeSnapshot, WorkerAgent, WorkerHardware } from './fleet-worker.js';
 
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fleet-worker.ts');
+/** How the worker runs TypeScript (see deploy/ts-register.mjs). */
+const TS_REGISTER = fileURLToPath(new URL('../../deploy/ts-register.mjs', import.meta.url));
 
 export interface WorkerHandle { proc: ChildProcess; specs: ProvisionedNode[] }
 
@@ -24,7 +26,7 @@ export async function startFleetProcesses(specs: ProvisionedNode[], o: {
   const shares: ProvisionedNode[][] = Array.from({ length: n }, () => []);
   specs.forEach((s, i) => shares[i % n]!.push(s));
   const handles: WorkerHandle[] = shares.map((share) => ({
-    proc: fork(WORKER, [], { execArgv: [...(process.env.FLEET_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean), '--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+    proc: fork(WORKER, [], { execArgv: [...(process.env.FLEET_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean), '--import', TS_REGISTER], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
     specs: share,
   }));
   await Promise.all(handles.map((h) => new Promise<void>((resolve, reject) => {

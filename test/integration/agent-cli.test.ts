@@ -15,7 +15,7 @@ describe('agent CLI (npm run agent -- --config FILE)', () => {
     const { body } = await t.api('POST', '/api/v1/nodes', { id: 'cum-cli', name: 'CLI', zoneId: 'thon-cli' });
     const cfg = path.join(t.dir, 'agent.json');
     fs.writeFileSync(cfg, JSON.stringify({ nodeId: 'cum-cli', username: body.credentials.username, password: body.credentials.password, mqttUrl: body.credentials.mqttUrl, telemetryIntervalMs: 1000, hardware: 'sim', dataDir: path.join(t.dir, 'agent') }));
-    const child = spawn(process.execPath, ['--import', 'tsx', 'edge-agent/src/cli.ts', '--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RADIO_LOG_LEVEL: 'warn' } });
+    const child = spawn(process.execPath, ['--import', './deploy/ts-register.mjs', 'edge-agent/src/cli.ts', '--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RADIO_LOG_LEVEL: 'warn' } });
     try {
       await waitFor(() => t.ctl.nodes.get('cum-cli')?.status === 'online', { what: 'cli agent online', timeoutMs: 30_000 });
       await waitFor(async () => (await t.api('GET', '/api/v1/nodes/cum-cli')).body.telemetry, { what: 'telemetry from the cli agent' });
@@ -31,7 +31,7 @@ describe('agent CLI (npm run agent -- --config FILE)', () => {
   it('refuses an invalid config file with a message naming the field', async () => {
     const cfg = path.join(t.dir, 'bad.json');
     fs.writeFileSync(cfg, JSON.stringify({ nodeId: 'Bad Id', username: 'x', password: 'y', mqttUrl: 'not a url' }));
-    const child = spawn(process.execPath, ['--import', 'tsx', 'edge-agent/src/cli.ts', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', './deploy/ts-register.mjs', 'edge-agent/src/cli.ts', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));

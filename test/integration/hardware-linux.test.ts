@@ -491,7 +491,7 @@ describe("agent CLI with hardware 'linux'", () => {
     fs.writeFileSync(file, JSON.stringify(cfg));
     // Its own process group: if a test fails midway, the cleanup kills the agent with its aplay and
     // gpioset children (as systemd's control-group kill does).
-    const child = spawn(process.execPath, ['--import', 'tsx', 'edge-agent/src/cli.ts', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, RADIO_LOG_LEVEL: 'warn', ...env } });
+    const child = spawn(process.execPath, ['--import', './deploy/ts-register.mjs', 'edge-agent/src/cli.ts', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, RADIO_LOG_LEVEL: 'warn', ...env } });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));

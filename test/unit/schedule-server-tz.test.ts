@@ -41,7 +41,7 @@ console.log(JSON.stringify(out));
 `;
 
 async function expandIn(tz: string) {
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, env: { ...process.env, TZ: tz }, timeout: 30_000 });
+  const { stdout } = await run(process.execPath, ['--import', './deploy/ts-register.mjs', '--input-type=module', '-e', script], { cwd: root, env: { ...process.env, TZ: tz }, timeout: 30_000 });
   return JSON.parse(stdout.trim().split('\n').pop()!) as { offset: number; tz: string; slots: Record<string, string[]>; airings: [string, number][] };
 }
 
