@@ -124,7 +124,7 @@ export function createFleetLink(deps: {
         publish('timeResponse', pt.id, { ...deps.envelope(10_000), id: r.value.id, t0: r.value.t0, t1, t2: now() });
         return;
       }
-      case 'nodeCommand': case 'zoneCommand': case 'communeCommand': case 'timeResponse': case 'config': case 'plan': case 'receiptAck': case 'live':
+      case 'nodeCommand': case 'zoneCommand': case 'communeCommand': case 'timeResponse': case 'config': case 'plan': case 'receiptAck': case 'live': case 'liveFeed':
         return;
     }
   }

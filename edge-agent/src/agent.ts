@@ -582,7 +582,7 @@ export function createAgent(o: AgentOptions) {
       playout.start();
       // The first emergency after boot must join as fast as the next ones (live-rehearsal.ts): once per process.
       if (o.rehearseLive ?? true) {
-        void rehearseLiveJoin({ log });
+        void rehearseLiveJoin({ log, clock });
         warmLiveReports();
       } else warmLiveValidation();
       live.start();

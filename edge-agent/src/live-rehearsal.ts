@@ -20,6 +20,7 @@ import {
   buildSenderReport, classifyPacket, createJitterBuffer, createLiveReceiveSocket, createLiveReceiverEndpoint, createOpusDecoder, createPacketizer,
   DEFAULT_OPUS_PAYLOAD_TYPE, DEFAULT_RED_PAYLOAD_TYPE, helloToken, parseRtcp, type FrameDecoder,
 } from '../../audio-pipeline/src/live/index.js';
+import { systemClock, type Clock } from './clock.js';
 import { warmLiveValidation } from './live.js';
 
 export interface RehearsalResult {
@@ -45,16 +46,16 @@ let once: Promise<RehearsalResult | null> | undefined;
  * Rehearse once per process (later calls get the first one's promise). Never rejects: a rehearsal that
  * cannot run (no loopback, a socket refused) is logged and resolves null, and the agent works as before.
  */
-export function rehearseLiveJoin(o: { rounds?: number; log?: Logger } = {}): Promise<RehearsalResult | null> {
-  once ??= rehearse(o.rounds ?? 40, o.log ?? pino({ level: 'silent' })).catch((e: Error) => {
+export function rehearseLiveJoin(o: { rounds?: number; log?: Logger; clock?: Clock } = {}): Promise<RehearsalResult | null> {
+  once ??= rehearse(o.rounds ?? 40, o.log ?? pino({ level: 'silent' }), o.clock ?? systemClock).catch((e: Error) => {
     (o.log ?? pino({ level: 'silent' })).warn({ err: e.message }, 'live join rehearsal failed (the first session joins cold)');
     return null;
   });
   return once;
 }
 
-async function rehearse(rounds: number, log: Logger): Promise<RehearsalResult> {
-  const t0 = performance.now();
+async function rehearse(rounds: number, log: Logger, clock: Clock): Promise<RehearsalResult> {
+  const t0 = clock.now();
   warmLiveValidation();
   // The "controller": a tone encoded once, the same bytes answered to every hello.
   const pz = createPacketizer({ payloadType: DEFAULT_OPUS_PAYLOAD_TYPE, redPayloadType: DEFAULT_RED_PAYLOAD_TYPE, encoder: { application: 'restricted-lowdelay' } });
@@ -77,7 +78,7 @@ async function rehearse(rounds: number, log: Logger): Promise<RehearsalResult> {
       let hello = false;
       try { hello = parseRtcp(msg).some((p) => helloToken(p)?.token === TOKEN); } catch { return; }
       if (!hello) return;
-      const now = Date.now();
+      const now = clock.now();
       ctl.send(buildSenderReport(ssrc, { ntpMs: now, rtpTimestamp: pz.initialTimestamp, packetCount: 0, octetCount: 0 }), rinfo.port, rinfo.address);
       // One packet left out: the next one's RED block repairs it (the loss path runs too).
       packets.forEach((p, k) => { if (k !== LOST) ctl.send(p, rinfo.port, rinfo.address); });
@@ -86,15 +87,16 @@ async function rehearse(rounds: number, log: Logger): Promise<RehearsalResult> {
     decoder = d;
     // Lent to each round's buffer, whose close() resets it (as the agent's kept decoder).
     const lent: FrameDecoder = { samplesOf: (p) => d.samplesOf(p), decode: (p) => d.decode(p), conceal: (n) => d.conceal(n), reset: () => d.reset(), close: () => d.reset() };
-    const clock = { toController: (ms: number) => ms };
+    // The agent's own clock stands in for the controller's (offset 0).
+    const toController = { toController: (ms: number) => ms };
     const out = new Float32Array(FRAME);
     let accepted = 0;
     let audible = 0;
     let recovered = 0;
     for (let r = 0; r < rounds; r++) {
-      const base = Date.now();
+      const base = clock.now();
       const jb = createJitterBuffer({
-        decoder: lent, timing: pz.timing(base), delayMs: 200, clock, payloadType: DEFAULT_OPUS_PAYLOAD_TYPE, redPayloadType: DEFAULT_RED_PAYLOAD_TYPE, log,
+        decoder: lent, timing: pz.timing(base), delayMs: 200, clock: toController, payloadType: DEFAULT_OPUS_PAYLOAD_TYPE, redPayloadType: DEFAULT_RED_PAYLOAD_TYPE, log,
       });
       let n = 0;
       let heard = false;
@@ -102,7 +104,7 @@ async function rehearse(rounds: number, log: Logger): Promise<RehearsalResult> {
       const all = new Promise<void>((resolve) => { arrived = resolve; });
       const endpoint = createLiveReceiverEndpoint({
         controller: { host: '127.0.0.1', port }, token: TOKEN, ssrc, payloadTypes: [DEFAULT_OPUS_PAYLOAD_TYPE, DEFAULT_RED_PAYLOAD_TYPE],
-        clock: { now: () => Date.now() }, helloIntervalMs: 1000, shared: rx,
+        clock, helloIntervalMs: 1000, shared: rx,
         onPacket: (p, at) => { if (jb.push(p, at) === 'accepted') accepted++; if (++n === FRAMES - 1) arrived(); },
         onRtcp: (ps) => { if (ps.some((p) => p.type === 'sr' && p.ssrc === ssrc)) heard = true; },
         log,
@@ -125,7 +127,7 @@ async function rehearse(rounds: number, log: Logger): Promise<RehearsalResult> {
         jb.close();
       }
     }
-    const ms = performance.now() - t0;
+    const ms = clock.now() - t0;
     log.debug({ rounds, packets: accepted, ms: Math.round(ms) }, 'live join rehearsed');
     return { rounds, packets: accepted, audibleSamples: audible, recoveredByRed: recovered, ms };
   } finally {
