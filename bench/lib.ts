@@ -43,6 +43,40 @@ export async function freePort(): Promise<number> {
 }
 
 /** RSS (KiB) and cumulative CPU seconds (user+system) of a process, from /proc. */
+/** Busy fraction of all CPUs since the last sample, from /proc/stat (null where there is none). */
+function cpuTimes(): { busy: number; total: number } | null {
+  try {
+    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const idle = (f[3] ?? 0) + (f[4] ?? 0);
+    const total = f.reduce((a, b) => a + b, 0);
+    return { busy: total - idle, total };
+  } catch { return null; }
+}
+
+/**
+ * Wait until the whole machine is quiet: busy ≤ `maxBusyPct` of all CPUs for `windows` consecutive
+ * 1 s windows, at most `timeoutS`. A system's run must not start in the load the previous one left
+ * (200 snapclients tearing down kept this machine at load 14–25 for a minute). Returns what it saw.
+ */
+export async function waitForQuietMachine(o: { maxBusyPct?: number; windows?: number; timeoutS?: number } = {}): Promise<{ waitedS: number; busyPct: number; quiet: boolean }> {
+  const max = o.maxBusyPct ?? 15;
+  const need = o.windows ?? 3;
+  const t0 = Date.now();
+  let streak = 0;
+  let last = cpuTimes();
+  let busyPct = NaN;
+  if (!last) return { waitedS: 0, busyPct, quiet: true };
+  while (Date.now() - t0 < (o.timeoutS ?? 120) * 1000) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const c = cpuTimes()!;
+    busyPct = ((c.busy - last.busy) / Math.max(1, c.total - last.total)) * 100;
+    last = c;
+    streak = busyPct <= max ? streak + 1 : 0;
+    if (streak >= need) return { waitedS: (Date.now() - t0) / 1000, busyPct, quiet: true };
+  }
+  return { waitedS: (Date.now() - t0) / 1000, busyPct, quiet: false };
+}
+
 export function procStats(pid: number): { rssKb: number; cpuS: number } {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);

@@ -33,7 +33,7 @@ import { analyseRun, type RunFigures, type SourceClick } from './live-lib/analyz
 import type { StreamResult } from './live-lib/reader.js';
 import type { BenchAgentSpec, BenchNodeState, WorkerJoins, WorkerLag } from './live-lib/agent-worker.js';
 import { RATE, clickStarts, toS16, trackBlock } from './live-lib/signal.js';
-import { ROOT, TS_REGISTER, fmt, freePort, printMachine, procStats, spawnController, summary, type ControllerProc } from './lib.js';
+import { ROOT, TS_REGISTER, fmt, waitForQuietMachine, freePort, printMachine, procStats, spawnController, summary, type ControllerProc } from './lib.js';
 
 const PASSWORD = 'bench-password';
 const SECONDS = Number(process.env.BENCH_LIVE_SECONDS ?? 30);
@@ -455,6 +455,12 @@ const row = (name: string, n: number, f: RunFigures, extra: string) =>
 const seeded = (i: number, k: number) => (((i * 2654435761 + k * 40503) >>> 0) % 10000) / 10000;
 const clockOf = (i: number) => ({ offsetMs: (seeded(i, 1) * 2 - 1) * 2000, driftPpm: (seeded(i, 2) * 2 - 1) * 100 });
 
+/** Print and wait for a quiet machine before a system's run (see waitForQuietMachine). */
+async function quiet(what: string): Promise<void> {
+  const q = await waitForQuietMachine();
+  console.log(`machine ${q.quiet ? 'quiet' : 'STILL BUSY'} ${what}: ${fmt(q.busyPct, 0)} % of all CPUs busy after ${fmt(q.waitedS, 0)} s (waits for ≤ 15 % over 3 s, at most 120 s); loadavg=${loadavg()}`);
+}
+
 export async function run() {
   printMachine();
   console.log(`load average at start ${loadavg()} (other work shares this machine: every figure below is printed with the load average and CPU of its run)`);
@@ -478,6 +484,7 @@ export async function run() {
       for (const n of SIZES) {
         const t0 = now();
         let r: SnapRun;
+        await quiet(`before snapcast buffer=${bufferMs} clusters=${n}`);
         try { r = await snapcastRun({ dir, bufferMs, clients: n, reader, seconds: dur(n) }); } catch (e) { console.log(`snapcast buffer=${bufferMs} clusters=${n}: not measured (${(e as Error).message})`); continue; }
         out.snap.set(`${bufferMs}/${n}`, r);
         row(`snapcast buffer=${bufferMs}`, n, r.fig, `${r.seconds} s  CPU(server+clients)=${fmt(r.cpuPct, 0)} % of one core  loadavg=${r.load}  (${fmt((now() - t0) / 1000, 0)} s wall)`);
@@ -487,6 +494,7 @@ export async function run() {
   } else console.log('snapcast: skipped (BENCH_LIVE_SNAPCAST=0 or snapserver not installed: apt-get install snapserver snapclient)');
 
   // ---- ours
+  await quiet('before ours');
   const http = await freePort();
   const mqtt = await freePort();
   const rtp = await freePort();
@@ -543,6 +551,7 @@ export async function run() {
   let emergencyWhy = 'not run';
   if (EMERGENCY_N > 0) {
     try {
+      await quiet('before the emergency fleet');
       emergencyAll = await emergencyRun({ base, token, dir, specs: specs.slice(0, EMERGENCY_N), ctlPid: ctl.proc.pid! });
       // The headline is the worst call.
       emergency = [...emergencyAll].sort((a, b) => b.p99 - a.p99)[0] ?? null;
