@@ -21,7 +21,7 @@ export default tseslint.config(
   {
     // Node ESM helpers in plain JavaScript (deploy/ts-register.mjs, deploy/ts-hooks.mjs).
     files: ['**/*.mjs'],
-    languageOptions: { globals: { process: 'readonly', URL: 'readonly', console: 'readonly' } },
+    languageOptions: { globals: { process: 'readonly', URL: 'readonly', console: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly' } },
   },
   {
     // Tests read loosely typed JSON bodies; `any` there is deliberate.

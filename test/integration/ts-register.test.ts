@@ -34,6 +34,15 @@ beforeAll(() => {
     'try { fail(); } catch (e) { line = Number(/shape\\.ts:(\\d+)/.exec((e as Error).stack ?? "")?.[1] ?? 0); }',
     'console.log(JSON.stringify({ area: (s as Square).area(), count: c(), wrapped: makeCounter.toString().includes("__name"), line }));',
   ].join('\n'));
+  // Loads, waits past the idle stop, lists its child processes, then imports a module late.
+  fs.writeFileSync(path.join(dir, 'late.ts'), 'export const late: number = 42;\n');
+  fs.writeFileSync(path.join(dir, 'idle.ts'), [
+    "import { execFileSync } from 'node:child_process';",
+    'await new Promise((r) => setTimeout(r, 2500));',
+    "const children = execFileSync('ps', ['--ppid', String(process.pid), '-o', 'comm='], { encoding: 'utf8' }).split('\\n').filter((x) => x.trim() && x.trim() !== 'ps');",
+    "const { late } = await import('./late.js');",
+    'console.log(JSON.stringify({ children, late }));',
+  ].join('\n'));
   fs.writeFileSync(path.join(dir, 'broken.ts'), 'const x: number = ;\n');
   fs.writeFileSync(path.join(dir, 'missing.ts'), "import { nothing } from './nowhere.js';\nconsole.log(nothing);\n");
 });
@@ -49,6 +58,13 @@ describe('deploy/ts-register.mjs', () => {
     expect(out.wrapped).toBe(false);
     // The source map points at the throw in shape.ts (line 7), not at the transformed output.
     expect(out.line).toBe(7);
+  });
+
+  it('stops its esbuild child once the modules have loaded, and starts it again for a late import', async () => {
+    const { stdout } = await run(process.execPath, ['--import', REGISTER, path.join(dir, 'idle.ts')], { timeout: 30_000 });
+    const out = JSON.parse(stdout.trim()) as { children: string[]; late: number };
+    expect(out.children.filter((c) => c.includes('esbuild'))).toEqual([]);
+    expect(out.late).toBe(42);
   });
 
   it('refuses a file that does not compile, naming the file and position', async () => {
