@@ -37,7 +37,7 @@ import type { FleetLink } from '../fleet-link.js';
 import type { MediaService } from '../media/media-service.js';
 import type { NodeCacheEntry } from '../services.js';
 import type { Store } from '../store/store.js';
-import { decodePcm, LIVE_SAMPLE_RATE, soundcardInput, startFfmpegSource, type FfmpegSource, type MicFormat } from './sources.js';
+import { decodePcm, LIVE_SAMPLE_RATE, soundcardInput, startFfmpegSource, type PacedSource, type MicFormat } from './sources.js';
 import { startOpusFileSource } from './opus-file-source.js';
 
 export { decodePcm, type MicFormat } from './sources.js';
@@ -184,7 +184,7 @@ interface Session {
   tokens: Map<string, string>;
   announcements: Map<string, LiveAnnouncement>;
   sender: SessionSender | null;
-  source: FfmpegSource | null;
+  source: PacedSource | null;
   senderStats: SessionSenderStats | null;
   speakNow: boolean;
   speakNowWaiters: (() => void)[];
@@ -449,7 +449,7 @@ export function createLive(deps: LiveDeps) {
   // ---------------------------------------------------------------- sources
 
   /** A source of the session's PCM: `gate` holds its PCM until the targets are ready. */
-  type OpenSource = (sender: SessionSender, gate: Promise<void> | undefined) => Promise<FfmpegSource>;
+  type OpenSource = (sender: SessionSender, gate: Promise<void> | undefined) => Promise<PacedSource>;
   const ffmpegInput = (input: string[], durationMs: number | undefined, kind: string): OpenSource => (sender, gate) =>
     startFfmpegSource({ supervisor: deps.supervisor, sender, input, durationMs, kind, watchdogMs: opt.sourceStallTimeoutMs, ...(gate ? { gate } : {}) });
 
@@ -465,7 +465,7 @@ export function createLive(deps: LiveDeps) {
     const gate = s.req.audioAt === undefined ? waitSpeakNow(s, opt.joinTimeoutMs) : undefined;
     if (gate && !preroll) await gate;
     if (s.endedAt !== null || !s.sender) return;
-    let src: FfmpegSource;
+    let src: PacedSource;
     try {
       src = await open(s.sender, gate && preroll ? gate : undefined);
     } catch (e) {

@@ -18,7 +18,7 @@
 import fs from 'node:fs/promises';
 import { indexOggOpus, openOpusStream, type OpusPcmStream } from '../../../audio-pipeline/src/opus-stream.js';
 import type { SessionSender } from '../../../audio-pipeline/src/live/index.js';
-import { LIVE_SAMPLE_RATE, type FfmpegSource } from './sources.js';
+import { LIVE_SAMPLE_RATE, type PacedSource } from './sources.js';
 
 const BLOCK = LIVE_SAMPLE_RATE / 50; // 20 ms
 
@@ -40,7 +40,7 @@ export interface OpusFileSourceOptions {
  * Open the file and start decoding it into `sender`. Rejects (nothing sent) if the file cannot be read
  * or is not a valid Ogg/Opus stream, with the demuxer's reason.
  */
-export async function startOpusFileSource(o: OpusFileSourceOptions): Promise<FfmpegSource> {
+export async function startOpusFileSource(o: OpusFileSourceOptions): Promise<PacedSource> {
   const index = indexOggOpus(await fs.readFile(o.path));
   const repeat = Math.max(1, Math.floor(o.repeat ?? 1));
   const limit = o.durationMs !== undefined ? Math.max(0, Math.round((o.durationMs / 1000) * LIVE_SAMPLE_RATE)) : Infinity;

@@ -59,7 +59,8 @@ export function ffmpegWords(stderr: string): string {
   return stderr.trim().split('\n').slice(-2).map((l) => l.replace(/\[([\w-]+) @ 0x[0-9a-f]+\] /g, '$1: ')).join(' | ');
 }
 
-export interface FfmpegSource {
+/** A running source of a session's PCM, whatever makes it (ffmpeg, or the in-process Ogg/Opus reader). */
+export interface PacedSource {
   /** Resolves when the input ends (EOF), rejects on a failure (bad URL, decoder error, watchdog). */
   readonly done: Promise<void>;
   stop(): void;
@@ -83,7 +84,7 @@ export async function startFfmpegSource(o: {
   watchdogMs: number;
   gate?: Promise<void>;
   prerollMaxMs?: number;
-}): Promise<FfmpegSource> {
+}): Promise<PacedSource> {
   // -flush_packets 1: each decoded packet goes to the pipe at once, not when ffmpeg's 32 KiB output
   // buffer fills (a third of a second of PCM: a burst a live-mode sender would partly drop).
   const args = ['-hide_banner', '-nostdin', '-v', 'error', ...o.input, '-vn', '-ac', '1', '-ar', String(LIVE_SAMPLE_RATE),
