@@ -19,7 +19,7 @@ import { createStore } from './store/store.js';
 import { createWebhooks } from './webhooks.js';
 import { createScheduling } from './scheduling/index.js';
 import { createMediaService } from './media/media-service.js';
-import { createLive } from './live/index.js';
+import { createLive, type LiveOptions } from './live/index.js';
 import { createScheduledRelays, type ScheduledRelayOptions } from './live/scheduled-relay.js';
 import { createZoneStreams, type ZoneStreamOptions } from './streams/zone-stream.js';
 import { createListenKeys } from './streams/listen-keys.js';
@@ -41,6 +41,8 @@ export interface ControllerOptions {
   scheduledRelay?: Partial<ScheduledRelayOptions>;
   /** Zone pull streams (tests lower the slow-listener limit). */
   streams?: Partial<ZoneStreamOptions>;
+  /** Live sessions (tests lower the speak-now quorum). */
+  live?: Partial<LiveOptions>;
 }
 
 
@@ -113,7 +115,7 @@ export async function createController(opts: ControllerOptions = {}) {
     ...(config.RADIO_TTS_URL ? { http: { url: config.RADIO_TTS_URL, apiKey: config.RADIO_TTS_KEY, voice: config.RADIO_TTS_VOICE, tmpDir: path.join(dataDir, 'tmp') } } : {}),
   });
   const media = createMediaService({ store, log: log.child({ component: 'media' }), bus, now: nowInt, dataDir, supervisor, tts, isInUse: (c, id) => scheduling.isMediaInUse(c, id) });
-  const live = createLive({ config, store, bus, log: log.child({ component: 'live' }), now: nowInt, envelope, link: () => link!, nodes, media, supervisor });
+  const live = createLive({ config, store, bus, log: log.child({ component: 'live' }), now: nowInt, envelope, link: () => link!, nodes, media, supervisor, ...(opts.live ? { options: opts.live } : {}) });
   // The listen keys' seal key lives beside the database, not in it (streams/listen-keys.ts).
   const listenKeys = createListenKeys({ store, now: nowInt, sealKeyFile: path.join(dataDir, 'listen-keys.seal'), log });
   const streams = createZoneStreams({ store, live, nodes, media, now: nowInt, log, keys: listenKeys, ...(opts.streams ? { options: opts.streams } : {}) });

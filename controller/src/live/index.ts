@@ -16,7 +16,8 @@
  * - A controller restart cannot continue a session (its encoder and socket are gone): start() turns
  *   every announcement still `active` in the retained table into `ended` (reason controller_restart).
  * - Reach: per targeted node, the state from its LiveStatus reports; `speakNow` once every online
- *   target is ready (or `speakNowFraction` of them). Paced sources (file, relay, emergency) start
+ *   target is ready (or `speakNowFraction` of them; or, `speakNowGraceMs` after `speakNowQuorum` of them
+ *   were, without the rest). Paced sources (file, relay, emergency) start
  *   their audio at that moment (bounded by `joinTimeoutMs`) so no cluster misses the first words.
  * - Receipts: one row per targeted node in `live_receipts`; every start and stop is audited.
  */
@@ -80,6 +81,14 @@ export interface LiveOptions {
   sourcePrerollMs: number;
   /** speakNow once this fraction of online targets is ready (1 = all). */
   speakNowFraction: number;
+  /**
+   * Once this fraction of the online targets is ready, the others get `speakNowGraceMs` more; then
+   * speak-now comes without them and they join late (they hear from the moment their path opens). One
+   * cluster on a broken path must not hold a whole commune's emergency for `joinTimeoutMs`. Below 100
+   * targets 0.99 of them is all of them.
+   */
+  speakNowQuorum: number;
+  speakNowGraceMs: number;
   /** `ended` announcements stay retained this long, then are cleared. */
   endedRetainMs: number;
   /** Ended sessions kept in memory for GET (the rest is in the database). */
@@ -96,6 +105,8 @@ const DEFAULTS: LiveOptions = {
   joinTimeoutMs: 1500,
   sourcePrerollMs: 1500,
   speakNowFraction: 1,
+  speakNowQuorum: 0.99,
+  speakNowGraceMs: 250,
   endedRetainMs: 30_000,
   recentSessions: 50,
 };
@@ -192,6 +203,8 @@ interface Session {
   speakNowQueued?: boolean;
   /** The last full readiness count (refreshSpeakNow) and what changed since. */
   speakNowCount: { at: number; shortfall: number; gains: number; other: boolean; timer: NodeJS.Timeout | undefined };
+  /** The quorum's grace (see LiveOptions.speakNowQuorum): armed when the quorum is first reached, then over. */
+  speakNowGrace: { timer: NodeJS.Timeout | undefined; over: boolean };
   mic: { connected: boolean; frames: number; samples: number; droppedSamples: number; firstAt: number; close?: (code: number, reason: string) => void } | null;
   micTimer: NodeJS.Timeout | undefined;
   emitTimer: NodeJS.Timeout | undefined;
@@ -319,7 +332,7 @@ export function createLive(deps: LiveDeps) {
   }
 
   /** Online, not refused targets; how many are ready (or playing); how many must be for speak-now. */
-  function countReady(s: Session): { online: number; ready: number; needed: number } {
+  function countReady(s: Session): { online: number; ready: number; needed: number; quorum: number } {
     let online = 0;
     let ready = 0;
     for (const n of s.nodes.values()) {
@@ -327,7 +340,8 @@ export function createLive(deps: LiveDeps) {
       online++;
       if (n.state === 'ready' || n.state === 'playing') ready++;
     }
-    return { online, ready, needed: Math.ceil(online * opt.speakNowFraction - 1e-9) };
+    const needed = Math.ceil(online * opt.speakNowFraction - 1e-9);
+    return { online, ready, needed, quorum: Math.min(needed, Math.ceil(online * opt.speakNowQuorum - 1e-9)) };
   }
 
   function info(s: Session): LiveSessionView {
@@ -435,11 +449,24 @@ export function createLive(deps: LiveDeps) {
     }
     const was = s.speakNow;
     const c = countReady(s);
+    const g = s.speakNowGrace;
     sn.at = now();
     sn.gains = 0;
     sn.other = false;
-    sn.shortfall = c.needed - c.ready;
-    s.speakNow = c.online > 0 && c.ready >= c.needed;
+    const quorate = c.online > 0 && c.ready >= c.quorum;
+    if (quorate && c.ready < c.needed && !g.timer && !g.over) {
+      g.timer = setTimeout(() => {
+        g.over = true;
+        if (s.endedAt !== null) return;
+        sn.other = true;
+        refreshSpeakNow(s);
+        if (s.speakNow) { const n = countReady(s); log.info({ sessionId: s.id, ready: n.ready, online: n.online }, 'speak-now at the quorum: the targets not ready yet join late'); }
+      }, opt.speakNowGraceMs);
+      g.timer.unref?.();
+    }
+    // The next count that can change the answer: the quorum (while the grace has not started), then all.
+    sn.shortfall = (g.timer || g.over ? c.needed : c.quorum) - c.ready;
+    s.speakNow = c.online > 0 && (c.ready >= c.needed || (g.over && quorate));
     if (s.speakNow && !was) {
       const w = s.speakNowWaiters.splice(0);
       for (const f of w) f();
@@ -500,6 +527,7 @@ export function createLive(deps: LiveDeps) {
     s.endReason = reason;
     clearTimeout(s.micTimer);
     clearTimeout(s.speakNowCount.timer);
+    clearTimeout(s.speakNowGrace.timer);
     for (const f of s.speakNowWaiters.splice(0)) f();
     s.source?.stop();
     s.mic?.close?.(1000, `session ended: ${reason}`.slice(0, 120));
@@ -657,7 +685,7 @@ export function createLive(deps: LiveDeps) {
       });
       const s: Session = {
         id, communeId, req: r, actor, delayMs, startedAt: ts, endedAt: null, endReason: null, nodes: new Map(), tokens: new Map(), announcements: new Map(),
-        sender, source: null, senderStats: null, speakNow: false, speakNowWaiters: [], speakNowCount: { at: 0, shortfall: 0, gains: 0, other: true, timer: undefined }, mic: null, micTimer: undefined, emitTimer: undefined,
+        sender, source: null, senderStats: null, speakNow: false, speakNowWaiters: [], speakNowCount: { at: 0, shortfall: 0, gains: 0, other: true, timer: undefined }, speakNowGrace: { timer: undefined, over: false }, mic: null, micTimer: undefined, emitTimer: undefined,
       };
       // audioAt: stream position 0 is captured at audioAt − D, so it sounds at audioAt (jitter-buffer.ts (1)).
       sender.start(r.audioAt !== undefined ? r.audioAt - delayMs : ts);
