@@ -50,6 +50,48 @@ describe('session sender live mode: latency recovery after a microphone stall', 
     sender.stop();
   });
 
+  it('wins the backlog back over a steady background above the absolute quiet level, never in the voice', () => {
+    const socket = { send: (_b: Uint8Array, _p: number, _a: string, cb?: (e: Error | null) => void) => { cb?.(null); } } as unknown as dgram.Socket;
+    const sender = createSessionSender({ socket, clock: { now: () => Date.now() }, mode: 'live', slackMs: 40, maxQueueMs: 300, agc: false, redPayloadType: null });
+    sender.addDestination({ address: '127.0.0.1', port: 9 });
+    sender.start(Date.now());
+    // A 200 Hz hum at 0.05 (−26 dBFS: above the absolute level 0.02) under the voice, and alone between words.
+    let n = 0;
+    const block = (voice: boolean): Float32Array => {
+      const out = new Float32Array(CHUNK);
+      for (let i = 0; i < CHUNK; i++, n++) out[i] = 0.05 * Math.sin((2 * Math.PI * 200 * n) / RATE) + (voice ? 0.5 * Math.sin((2 * Math.PI * 440 * n) / RATE) : 0);
+      return out;
+    };
+    const feed = (ms: number, voice: boolean) => { for (let t = 0; t < ms; t += 10) { sender.write(block(voice)); vi.advanceTimersByTime(10); } };
+    feed(300, true);
+    vi.advanceTimersByTime(150); // a stall...
+    for (let i = 0; i < 15; i++) sender.write(block(true)); // ...and its backlog
+    feed(300, true);
+    const duringVoice = sender.stats();
+    expect(duringVoice.catchUpSamples).toBe(0);
+    expect(duringVoice.queuedMs).toBeGreaterThan(80);
+    feed(400, false); // the hum alone: a pause, though not silent
+    const after = sender.stats();
+    expect(after.catchUpSamples).toBeGreaterThanOrEqual(0.03 * RATE);
+    expect(after.queuedMs).toBeLessThan(duringVoice.queuedMs - 25);
+    expect(after.droppedSamples).toBe(0);
+    sender.stop();
+  });
+
+  it('with the relative level off, the same hum keeps the backlog (only the absolute level counts)', () => {
+    const socket = { send: (_b: Uint8Array, _p: number, _a: string, cb?: (e: Error | null) => void) => { cb?.(null); } } as unknown as dgram.Socket;
+    const sender = createSessionSender({ socket, clock: { now: () => Date.now() }, mode: 'live', slackMs: 40, maxQueueMs: 300, agc: false, redPayloadType: null, quietDropRelative: 0 });
+    sender.start(Date.now());
+    let n = 0;
+    const hum = (): Float32Array => { const out = new Float32Array(CHUNK); for (let i = 0; i < CHUNK; i++, n++) out[i] = 0.05 * Math.sin((2 * Math.PI * 200 * n) / RATE); return out; };
+    for (let t = 0; t < 300; t += 10) { sender.write(hum()); vi.advanceTimersByTime(10); }
+    vi.advanceTimersByTime(150);
+    for (let i = 0; i < 15; i++) sender.write(hum());
+    for (let t = 0; t < 400; t += 10) { sender.write(hum()); vi.advanceTimersByTime(10); }
+    expect(sender.stats().catchUpSamples).toBe(0);
+    sender.stop();
+  });
+
   it('paced mode never drops quiet input (a file keeps its silences)', () => {
     const socket = { send: (_b: Uint8Array, _p: number, _a: string, cb?: (e: Error | null) => void) => { cb?.(null); } } as unknown as dgram.Socket;
     const sender = createSessionSender({ socket, clock: { now: () => Date.now() }, mode: 'paced', agc: false, redPayloadType: null });

@@ -18,7 +18,8 @@
  * Latency recovery ('live' mode): a microphone that stalls and then delivers its backlog leaves that
  * backlog queued, so every later word would sound that much later for the rest of the session. While
  * more than one frame + slack is queued, the sender drops 5 ms blocks at the head of the queue whose
- * peak is below `quietDropLevel` (pauses between words), never speech; `catchUpSamples` counts them.
+ * peak is below `quietDropLevel` or `quietDropRelative` × the recent loudness (pauses between words, over
+ * silence or a steady background), never speech at its level; `catchUpSamples` counts them.
  * The other way round, input that resumes after the timeline ran dry (the microphone connecting, or
  * back from a stall) starts in the frame whose capture window holds "now", and the frames before it
  * leave as silence at once: otherwise its first samples would be labelled up to 20 ms + slack EARLIER
@@ -101,6 +102,12 @@ export interface SessionSenderOptions {
   maxQueueMs?: number;
   /** Live mode: a queued 5 ms block with a peak under this (linear, after AGC) may be dropped to win back latency; default 0.02 (−34 dBFS); 0 disables. */
   quietDropLevel?: number;
+  /**
+   * Live mode: a block this far under the recent loudness (the input's peak, decaying over ~2 s) is a
+   * pause too, in a room whose background sits above `quietDropLevel` (a fan, a generator, a hum);
+   * default 0.2 (−14 dB); 0 keeps only the absolute level.
+   */
+  quietDropRelative?: number;
   /** RTCP SR period; 0 disables; default 5000 ms. */
   senderReportIntervalMs?: number;
   /** Send the silent frames before the first input (see Lead-in DTX); default false. */
@@ -193,6 +200,9 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
   const maxQueue = Math.round(((o.maxQueueMs ?? (mode === 'live' ? 100 : 200)) * rate) / 1000);
   const srInterval = o.senderReportIntervalMs ?? 5000;
   const quietLevel = mode === 'live' ? (o.quietDropLevel ?? 0.02) : 0;
+  const quietRelative = mode === 'live' ? (o.quietDropRelative ?? 0.2) : 0;
+  /** The input's recent loudness: its peak, decaying with a 2 s time constant. */
+  let recentPeak = 0;
   // Keep a frame + slack of input queued: frames then leave at their capture instant with their samples
   // there; a smaller queue would starve the sender into sending every frame at its slack limit, late
   // for the agents' playout margin.
@@ -303,7 +313,7 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
     while (quietLevel > 0 && fifoLen - quietBlock >= catchUpAbove) {
       let peak = 0;
       for (let i = 0; i < quietBlock; i++) { const v = Math.abs(fifo[i]!); if (v > peak) peak = v; }
-      if (peak >= quietLevel) break;
+      if (peak >= Math.max(quietLevel, quietRelative * recentPeak)) break;
       fifo.copyWithin(0, quietBlock, fifoLen);
       fifoLen -= quietBlock;
       st.catchUpSamples += quietBlock;
@@ -353,6 +363,11 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
       if (pcm.length) leadIn = false;
       let input = pcm;
       if (agc) input = agcProcess(agc, pcm);
+      if (quietRelative > 0) {
+        let peak = 0;
+        for (let i = 0; i < input.length; i++) { const v = Math.abs(input[i]!); if (v > peak) peak = v; }
+        recentPeak = Math.max(peak, recentPeak * Math.exp(-input.length / (2 * rate)));
+      }
       if (fifoLen + input.length > fifo.length) {
         let size = fifo.length;
         while (size < fifoLen + input.length) size *= 2;
