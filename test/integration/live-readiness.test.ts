@@ -1,9 +1,10 @@
 import dgram from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provisionFleet, runFleet, type ProvisionedNode, type RunningFleet } from '../../firmware-sim/src/fleet.js';
-import { createUdpProxy, type ImpairmentProxy } from '../../firmware-sim/src/impairment-proxy.js';
-import type { LiveAnnouncement, LiveStatus } from '../../schemas/src/index.js';
+import type { ImpairmentProxy } from '../../firmware-sim/src/impairment-proxy.js';
+import type { LiveStatus } from '../../schemas/src/index.js';
 import { startTestController, type TestController } from '../helpers/controller.js';
+import { oneWayPathFor } from '../helpers/one-way.js';
 import { waitFor } from '../helpers/wait.js';
 
 /*
@@ -21,13 +22,7 @@ let proxy: ImpairmentProxy;
 beforeAll(async () => {
   t = await startTestController({ env: { RADIO_RTP_PORT: 0 } });
   specs = await provisionFleet({ base: t.base, token: t.token, count: 2, villages: 1, prefix: 'lrd' });
-  proxy = await createUdpProxy({ target: { host: '127.0.0.1', port: t.ctl.live.rtpPort() }, down: { lossPct: 100 }, seed: 'one-way' });
-  const link = t.ctl.link;
-  const publish = link.publish.bind(link);
-  (link as { publish: (...a: unknown[]) => string }).publish = (name: unknown, id: unknown, payload: unknown, opts: unknown) => {
-    if (name === 'live' && id === specs[0]!.nodeId) payload = { ...(payload as LiveAnnouncement), rtp: { host: proxy.host, port: proxy.port } };
-    return publish(name as 'live', id as string, payload as LiveAnnouncement, opts as undefined);
-  };
+  proxy = await oneWayPathFor(t, specs[0]!.nodeId, 'one-way');
   fleet = await runFleet(specs, { telemetryIntervalMs: 5000, keepaliveS: 4, agent: () => ({ liveBindAddress: '127.0.0.1' }) });
 }, 60_000);
 

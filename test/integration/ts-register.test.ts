@@ -10,6 +10,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
+/** Run a fixture that must fail: its exit code and stderr. */
+const runFailing = (file: string) => run(process.execPath, ['--import', REGISTER, path.join(dir, file)], { timeout: 30_000 }).then(() => null, (e: { code: number; stderr: string }) => e);
 const REGISTER = path.resolve('deploy/ts-register.mjs');
 let dir: string;
 
@@ -68,13 +70,13 @@ describe('deploy/ts-register.mjs', () => {
   });
 
   it('refuses a file that does not compile, naming the file and position', async () => {
-    const err = await run(process.execPath, ['--import', REGISTER, path.join(dir, 'broken.ts')], { timeout: 30_000 }).then(() => null, (e: { code: number; stderr: string }) => e);
+    const err = await runFailing('broken.ts');
     expect(err?.code).toBe(1);
     expect(err?.stderr).toMatch(/cannot compile .*broken\.ts:1:\d+/);
   });
 
   it('reports a missing module as Node does', async () => {
-    const err = await run(process.execPath, ['--import', REGISTER, path.join(dir, 'missing.ts')], { timeout: 30_000 }).then(() => null, (e: { code: number; stderr: string }) => e);
+    const err = await runFailing('missing.ts');
     expect(err?.code).toBe(1);
     expect(err?.stderr).toMatch(/ERR_MODULE_NOT_FOUND|Cannot find module/);
     expect(err?.stderr).toMatch(/nowhere/);
