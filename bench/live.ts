@@ -482,9 +482,9 @@ export async function run() {
     console.log(`snapcast: snapserver (pipe source, pcm codec, chunk 20 ms) + one snapclient per cluster on loopback; the first ${MEASURED} clients play with --player file to stdout into the reader, the rest to /dev/null; buffers ${SNAP_BUFFERS.join(', ')} ms`);
     for (const bufferMs of SNAP_BUFFERS) {
       for (const n of SIZES) {
+        await quiet(`before snapcast buffer=${bufferMs} clusters=${n}`);
         const t0 = now();
         let r: SnapRun;
-        await quiet(`before snapcast buffer=${bufferMs} clusters=${n}`);
         try { r = await snapcastRun({ dir, bufferMs, clients: n, reader, seconds: dur(n) }); } catch (e) { console.log(`snapcast buffer=${bufferMs} clusters=${n}: not measured (${(e as Error).message})`); continue; }
         out.snap.set(`${bufferMs}/${n}`, r);
         row(`snapcast buffer=${bufferMs}`, n, r.fig, `${r.seconds} s  CPU(server+clients)=${fmt(r.cpuPct, 0)} % of one core  loadavg=${r.load}  (${fmt((now() - t0) / 1000, 0)} s wall)`);
