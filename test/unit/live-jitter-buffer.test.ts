@@ -113,6 +113,21 @@ describe('jitter buffer: placement by presentation time', () => {
     expect(jb.stats()).toMatchObject({ state: 'playing', framesDecoded: 11, concealedFrames: 0, lostFrames: 0, resyncs: 0 });
   });
 
+  it('drops frames more than twice maxAheadMs behind the newest when nothing pulls (bounded memory)', () => {
+    const make = () => createJitterBuffer({ timing: { baseTimestamp: BASE_TS, baseControllerMs: BASE_MS, codecDelaySamples: 0 }, delayMs: 100, clock: driftingClock(0, 0), payloadType: PT, decoder: rawDecoder(), maxAheadMs: 500 });
+    // The DAC's first block sounds 10 ms into the stream: position 480.
+    const firstSample = (jb: JitterBuffer) => pull(jb, BASE_MS + 100 + 10, 1)[0];
+    // 0.8 s arrived with no pull: all of it kept, position 480 plays.
+    const kept = make();
+    for (let k = 0; k < 40; k++) kept.push(packet(k));
+    expect(firstSample(kept)).toBe(480);
+    // 3 s arrived with no pull: what lies more than 1 s behind the newest is gone (silence there).
+    const pruned = make();
+    for (let k = 0; k < 150; k++) pruned.push(packet(k));
+    expect(firstSample(pruned)).toBe(0);
+    expect(pruned.stats().lostFrames).toBe(0);
+  });
+
   it('plays silence before the session starts and returns full blocks (not underruns)', () => {
     const { jb, clock } = buffer();
     for (let k = 0; k < 5; k++) jb.push(packet(k));

@@ -20,6 +20,7 @@ import {
   parseRtcp,
   parseRtp,
   roundTripMs,
+  scanRed,
   RtpError,
   seqDiff,
   tsDiff,
@@ -61,6 +62,17 @@ describe('RTP header (RFC 3550 §5.1)', () => {
     expect(p.extension?.profile).toBe(0xbede);
     expect([...p.extension!.data]).toEqual([9, 8, 7, 6]);
     expect([...p.payload]).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('gives the payload as a view into the datagram, not a copy, and a frozen empty CSRC list', () => {
+    const wire = Buffer.from(encodeRtp({ payloadType: 111, sequenceNumber: 1, timestamp: 0xfffffff0, ssrc: 0x89abcdef, payload: new Uint8Array([1, 2, 3]) }));
+    const p = parseRtp(wire);
+    expect([p.timestamp, p.ssrc]).toEqual([0xfffffff0, 0x89abcdef]);
+    wire[wire.length - 1] = 9;
+    expect([...p.payload]).toEqual([1, 2, 9]);
+    expect(p.payload.buffer).toBe(wire.buffer);
+    expect(p.csrcs).toEqual([]);
+    expect(Object.isFrozen(p.csrcs)).toBe(true);
   });
 
   it('a minimal packet has a 12-byte header and the payload right after it', () => {
@@ -332,6 +344,28 @@ describe('Opus payload (RFC 7587) and RED (RFC 2198)', () => {
     const only = parseRed(encodeRed({ payloadType: 111, data: cur }), 9);
     expect(only.redundant).toHaveLength(0);
     expect([...only.primary.data]).toEqual([4, 5, 6, 7]);
+  });
+
+  it('scans RED blocks without building them: the primary first, then redundant blocks oldest first; a bad payload before any block', () => {
+    const g2 = new Uint8Array([1, 2]);
+    const g1 = new Uint8Array([3, 4, 5]);
+    const cur = new Uint8Array([6, 7, 8, 9]);
+    const red = encodeRed({ payloadType: 111, data: cur }, [{ payloadType: 111, timestampOffset: 1920, data: g2 }, { payloadType: 110, timestampOffset: 960, data: g1 }]);
+    const seen: [number, number, number[], boolean][] = [];
+    scanRed(red, 5000, (pt, ts, from, to, primary) => seen.push([pt, ts, [...red.subarray(from, to)], primary]));
+    expect(seen).toEqual([
+      [111, 5000, [6, 7, 8, 9], true],
+      [111, 5000 - 1920, [1, 2], false],
+      [110, 5000 - 960, [3, 4, 5], false],
+    ]);
+    // parseRed is the same scan, in wire order.
+    const r = parseRed(red, 5000);
+    expect(r.redundant.map((b) => [b.payloadType, b.timestamp, [...b.data]])).toEqual([[111, 3080, [1, 2]], [110, 4040, [3, 4, 5]]]);
+    // The second block's length runs past the end: refused before the first call.
+    const bad = red.slice(0, red.length - 6);
+    let calls = 0;
+    expect(codeOf(() => scanRed(bad, 0, () => { calls++; }))).toBe('BAD_RED');
+    expect(calls).toBe(0);
   });
 
   it('rejects malformed RED', () => {

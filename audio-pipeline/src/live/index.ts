@@ -30,6 +30,7 @@ export {
   opusPacketSamples,
   encodeRed,
   parseRed,
+  scanRed,
   msToNtp,
   ntpToMs,
   ntpMiddle32,

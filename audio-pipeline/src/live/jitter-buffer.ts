@@ -54,7 +54,7 @@
  */
 import { pino, type Logger } from 'pino';
 import type { FrameDecoder } from './opus.js';
-import { OPUS_RTP_CLOCK_RATE, parseRed, unwrapTimestamp, type RtpPacket } from './rtp.js';
+import { OPUS_RTP_CLOCK_RATE, scanRed, unwrapTimestamp, type RtpPacket } from './rtp.js';
 
 export interface SessionTiming {
   /** RTP timestamp of stream position 0. */
@@ -161,7 +161,10 @@ export interface JitterBufferStats {
 }
 
 export interface JitterBuffer {
-  /** Offer one parsed RTP packet (already SSRC/source-checked). `arrivalLocalMs` feeds arrivalMargin. */
+  /**
+   * Offer one parsed RTP packet (already SSRC/source-checked). `arrivalLocalMs` feeds arrivalMargin.
+   * The payload is kept as given until decoded (a view into its datagram, no copy): do not reuse its buffer.
+   */
   push(packet: RtpPacket, arrivalLocalMs?: number): PushResult;
   /** PcmSource contract (edge-agent/src/hardware.ts): fill `out` with what sounds from `presentationTimeLocalMs` on. */
   read(out: Float32Array, presentationTimeLocalMs: number): number;
@@ -245,6 +248,8 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
   const presentationOf = (s: number): number => baseMs + (s - codecDelay) / perMs + D;
 
   function insertStart(s: number): void {
+    const n = starts.length;
+    if (n === 0 || starts[n - 1]! < s) { starts.push(s); return; } // in order: the common case
     let lo = 0;
     let hi = starts.length;
     while (lo < hi) {
@@ -253,6 +258,21 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
       else hi = mid;
     }
     starts.splice(lo, 0, s);
+  }
+
+  /**
+   * Frames more than twice maxAhead behind the newest are dropped: a sink that pulls takes frames out
+   * as it plays (and a frame that far behind the newest is behind the cursor too, since none may be
+   * stored more than maxAhead ahead of it); this bounds the buffer when nothing pulls (a sink that
+   * stopped, or a session joined but not on the speakers), which otherwise grew by 50 frames a second
+   * for as long as the session lasted. Twice: before the first read the cursor is not known, and a burst
+   * that arrived ahead of real time must still find its first frames.
+   */
+  function pruneStale(): void {
+    const limit = highestStart - 2 * maxAhead;
+    let k = 0;
+    while (k < starts.length && starts[k]! < limit) entries.delete(starts[k++]!);
+    if (k > 0) starts.splice(0, k);
   }
 
   function removeEntry(s: number): void {
@@ -307,10 +327,11 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
       }
       // The RED copy came first (this primary was reordered): keep the primary.
       existing.fromRed = false;
-      existing.payload = payload.slice();
+      existing.payload = payload;
     } else {
-      entries.set(start, { start, samples, payload: payload.slice(), fromRed });
+      entries.set(start, { start, samples, payload, fromRed });
       insertStart(start);
+      pruneStale();
     }
     if (!fromRed) {
       st.framesReceived++;
@@ -325,6 +346,23 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
     }
     highestEnd = Math.max(highestEnd, start + samples);
     return 'accepted';
+  }
+
+  /** The RED packet being pushed (scanRed's callback below: one closure per buffer, not per packet). */
+  const red: { payload: Uint8Array; arrival: number | undefined; result: PushResult } = { payload: new Uint8Array(0), arrival: undefined, result: 'ignored-payload-type' };
+  function onRedBlock(payloadType: number, ts: number, from: number, to: number, primary: boolean): void {
+    if (payloadType !== o.payloadType) return;
+    const p = red.payload;
+    if (primary) {
+      st.packets++;
+      red.result = storeFrame(ts, p.subarray(from, to), false, red.arrival);
+      return;
+    }
+    // Usually the copy of a frame already here (its own packet came 20 ms ago) or already played:
+    // storeFrame would drop it without counting it; drop it before making a view of it.
+    const start = unwrapTimestamp(ts, refExt) - baseTs;
+    if (entries.has(start) || (ringEnd !== null && start < ringEnd)) return;
+    storeFrame(ts, p.subarray(from, to), true, undefined);
   }
 
   function ensureCapacity(span: number): void {
@@ -474,17 +512,17 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
         return storeFrame(packet.timestamp, packet.payload, false, arrivalLocalMs);
       }
       if (redPt !== null && pt === redPt) {
-        let red: ReturnType<typeof parseRed>;
+        red.payload = packet.payload;
+        red.arrival = arrivalLocalMs;
+        red.result = 'ignored-payload-type';
         try {
-          red = parseRed(packet.payload, packet.timestamp);
+          scanRed(packet.payload, packet.timestamp, onRedBlock);
         } catch {
+          // scanRed checks the whole payload before the first block: nothing was stored.
           st.badPayload++;
           return 'bad-payload';
         }
-        st.packets++;
-        const r = red.primary.payloadType === o.payloadType ? storeFrame(red.primary.timestamp, red.primary.data, false, arrivalLocalMs) : 'ignored-payload-type';
-        for (const b of red.redundant) if (b.payloadType === o.payloadType) storeFrame(b.timestamp, b.data, true, undefined);
-        return r;
+        return red.result;
       }
       st.ignoredPayloadType++;
       return 'ignored-payload-type';

@@ -191,19 +191,20 @@ export function parseRtp(buf: Uint8Array): RtpPacket {
   const b1 = buf[1]!;
   // RFC 5761 §4: with RTP and RTCP on one port, a second byte of 192..223 is an RTCP packet type.
   if (b1 >= 192 && b1 <= 223) throw new RtpError('NOT_RTP', `packet type ${b1} is RTCP, not RTP`);
-  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const cc = b0 & 0x0f;
   let o = RTP_HEADER_BYTES + 4 * cc;
   if (o > buf.length) throw new RtpError('TRUNCATED', `RTP header announces ${cc} CSRCs but the packet ends at ${buf.length} bytes`);
-  const csrcs: number[] = [];
-  for (let i = 0; i < cc; i++) csrcs.push(dv.getUint32(RTP_HEADER_BYTES + 4 * i));
+  // Per datagram of every agent: no DataView, no Buffer view (a Buffer's subarray builds a FastBuffer),
+  // no array when there are no CSRCs (there never are from our sender).
+  const csrcs: number[] = cc === 0 ? NO_CSRCS : [];
+  for (let i = 0; i < cc; i++) csrcs.push(u32(buf, RTP_HEADER_BYTES + 4 * i));
   let extension: RtpHeaderExtension | null = null;
   if (b0 & 0x10) {
     if (o + 4 > buf.length) throw new RtpError('BAD_EXTENSION', 'RTP X bit set but the extension header is missing');
-    const words = dv.getUint16(o + 2);
+    const words = (buf[o + 2]! << 8) | buf[o + 3]!;
     const end = o + 4 + 4 * words;
     if (end > buf.length) throw new RtpError('BAD_EXTENSION', `RTP header extension of ${words} words runs past the packet end`);
-    extension = { profile: dv.getUint16(o), data: buf.subarray(o + 4, end) };
+    extension = { profile: (buf[o]! << 8) | buf[o + 1]!, data: view(buf, o + 4, end) };
     o = end;
   }
   let end = buf.length;
@@ -218,13 +219,26 @@ export function parseRtp(buf: Uint8Array): RtpPacket {
     padding,
     marker: (b1 & 0x80) !== 0,
     payloadType: b1 & 0x7f,
-    sequenceNumber: dv.getUint16(2),
-    timestamp: dv.getUint32(4),
-    ssrc: dv.getUint32(8),
+    sequenceNumber: (buf[2]! << 8) | buf[3]!,
+    timestamp: u32(buf, 4),
+    ssrc: u32(buf, 8),
     csrcs,
     extension,
-    payload: buf.subarray(o, end),
+    payload: view(buf, o, end),
   };
+}
+
+/** Shared by every packet without CSRCs (frozen: a caller cannot add to another packet's list). */
+const NO_CSRCS = Object.freeze([]) as unknown as number[];
+
+/** Big-endian unsigned 32-bit at `o`. */
+function u32(b: Uint8Array, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
+
+/** A plain Uint8Array view of [from, to) of `b` (cheaper than a Buffer's subarray). */
+function view(b: Uint8Array, from: number, to: number): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset + from, to - from);
 }
 
 /**
@@ -322,30 +336,51 @@ export function encodeRed(primary: { payloadType: number; data: Uint8Array }, re
  * Data are views into `payload`.
  */
 export function parseRed(payload: Uint8Array, rtpTimestamp: number): { redundant: RedBlock[]; primary: RedBlock } {
-  const heads: { pt: number; offset: number; len: number }[] = [];
+  const redundant: RedBlock[] = [];
+  let primary!: RedBlock;
+  scanRed(payload, rtpTimestamp, (payloadType, timestamp, from, to, isPrimary) => {
+    const b = { payloadType, timestamp, data: payload.subarray(from, to) };
+    if (isPrimary) primary = b;
+    else redundant.push(b);
+  });
+  return { redundant, primary };
+}
+
+/**
+ * The blocks of a RED payload without building them (the receive path runs this for every packet of
+ * every agent): the whole payload is checked first (RtpError on anything malformed, before any call),
+ * then `block` is called for the PRIMARY first, then each redundant block oldest first, with its
+ * payload type, absolute timestamp and byte range [from, to) in `payload`.
+ */
+export function scanRed(
+  payload: Uint8Array, rtpTimestamp: number,
+  block: (payloadType: number, timestamp: number, from: number, to: number, primary: boolean) => void,
+): void {
+  // Pass 1: headers (4 bytes each with the F bit, 1 byte for the last) and the data they announce.
   let o = 0;
+  let data = 0;
   for (;;) {
     if (o >= payload.length) throw new RtpError('BAD_RED', 'RED payload ends inside its block headers');
     const b = payload[o]!;
-    if (!(b & 0x80)) {
-      o += 1;
-      heads.push({ pt: b & 0x7f, offset: 0, len: -1 });
-      break;
-    }
+    if (!(b & 0x80)) { o += 1; break; }
     if (o + 4 > payload.length) throw new RtpError('BAD_RED', 'RED payload ends inside a 4-byte block header');
-    const offset = (payload[o + 1]! << 6) | (payload[o + 2]! >> 2);
-    const len = ((payload[o + 2]! & 0x03) << 8) | payload[o + 3]!;
-    heads.push({ pt: b & 0x7f, offset, len });
     o += 4;
   }
-  const redundant: RedBlock[] = [];
-  for (const h of heads.slice(0, -1)) {
-    if (o + h.len > payload.length) throw new RtpError('BAD_RED', `RED block of ${h.len} bytes runs past the payload end`);
-    redundant.push({ payloadType: h.pt, timestamp: (rtpTimestamp - h.offset) >>> 0, data: payload.subarray(o, o + h.len) });
-    o += h.len;
+  const headerEnd = o;
+  for (let h = 0; h + 1 < headerEnd; h += 4) {
+    const len = ((payload[h + 2]! & 0x03) << 8) | payload[h + 3]!;
+    if (headerEnd + data + len > payload.length) throw new RtpError('BAD_RED', `RED block of ${len} bytes runs past the payload end`);
+    data += len;
   }
-  const last = heads[heads.length - 1]!;
-  return { redundant, primary: { payloadType: last.pt, timestamp: rtpTimestamp >>> 0, data: payload.subarray(o) } };
+  // Pass 2: the primary (after all redundant data), then the redundant blocks in wire order.
+  block(payload[headerEnd - 1]! & 0x7f, rtpTimestamp >>> 0, headerEnd + data, payload.length, true);
+  let at = headerEnd;
+  for (let h = 0; h + 1 < headerEnd; h += 4) {
+    const offset = (payload[h + 1]! << 6) | (payload[h + 2]! >> 2);
+    const len = ((payload[h + 2]! & 0x03) << 8) | payload[h + 3]!;
+    block(payload[h]! & 0x7f, (rtpTimestamp - offset) >>> 0, at, at + len, false);
+    at += len;
+  }
 }
 
 // ----------------------------------------------------------------------------------------------- RTCP
