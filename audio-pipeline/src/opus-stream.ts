@@ -10,6 +10,7 @@
 import { OpusDecoder } from 'opus-decoder';
 import { OggDemuxer, parseOpusHead, type OggPage, type OpusHead } from './ogg-opus.js';
 import { opusPacketSamples } from './live/rtp.js';
+import { resetOpusDecoderState } from './opus-decoder-state.js';
 
 export const OPUS_RATE = 48_000;
 
@@ -111,11 +112,7 @@ export interface OpusPcmStream {
  */
 export async function openOpusStream(index: OggOpusIndex, opts: { startFrame?: number } = {}): Promise<OpusPcmStream> {
   const h = index.head;
-  const decoder = new OpusDecoder({
-    channels: h.channels, streamCount: h.streamCount, coupledStreamCount: h.coupledCount,
-    channelMappingTable: h.mapping, preSkip: 0, sampleRate: OPUS_RATE,
-  });
-  await decoder.ready;
+  const decoder = await takeDecoder(h);
   const gain = 10 ** (h.outputGainDb / 20);
   const total = index.totalFrames;
   const startFrame = Math.max(0, Math.min(total, Math.floor(opts.startFrame ?? 0)));
@@ -182,7 +179,78 @@ export async function openOpusStream(index: OggOpusIndex, opts: { startFrame?: n
     close() {
       if (closed) return;
       closed = true;
-      decoder.free();
+      giveBackDecoder(h, decoder);
     },
   };
+}
+
+// ------------------------------------------------------------------------------ decoder reuse
+
+type StreamDecoder = OpusDecoder<48000>;
+type DecoderLayout = Pick<OpusHead, 'channels' | 'streamCount' | 'coupledCount' | 'mapping'>;
+
+/**
+ * Closed streams' decoders, reset, by channel layout (opus-decoder-state.ts: a new wasm instance per
+ * stream costs CPU and full garbage collections; an emergency opens a stream on the controller in the
+ * same moment it must announce to every cluster, and an agent opens one per airing). At most
+ * POOL_PER_LAYOUT kept per layout: two streams open at once (a relay feed beside an airing) is the
+ * common most.
+ */
+const POOL_PER_LAYOUT = 2;
+const pool = new Map<string, StreamDecoder[]>();
+const layoutKey = (l: DecoderLayout) => `${l.channels}/${l.streamCount}/${l.coupledCount}/${l.mapping.join(',')}`;
+
+const counts = { instantiated: 0 };
+
+/** Wasm decoder instances made by this process for streams, and those kept for reuse now. */
+export function opusStreamDecoderStats(): { instantiated: number; pooled: number } {
+  let pooled = 0;
+  for (const l of pool.values()) pooled += l.length;
+  return { instantiated: counts.instantiated, pooled };
+}
+
+async function takeDecoder(l: DecoderLayout): Promise<StreamDecoder> {
+  const kept = pool.get(layoutKey(l))?.pop();
+  if (kept) return kept;
+  counts.instantiated++;
+  const d = new OpusDecoder({
+    channels: l.channels, streamCount: l.streamCount, coupledStreamCount: l.coupledCount,
+    channelMappingTable: l.mapping, preSkip: 0, sampleRate: OPUS_RATE,
+  });
+  await d.ready;
+  return d;
+}
+
+function giveBackDecoder(l: DecoderLayout, d: StreamDecoder): void {
+  const k = layoutKey(l);
+  const list = pool.get(k) ?? [];
+  if (list.length >= POOL_PER_LAYOUT) { d.free(); return; }
+  try {
+    resetOpusDecoderState(d);
+  } catch {
+    // A decoder whose state cannot be recreated is not kept.
+    try { d.free(); } catch { /* already unusable */ }
+    return;
+  }
+  list.push(d);
+  pool.set(k, list);
+}
+
+/** Our renditions' layout (mono, audio-pipeline/src/normalize.ts). */
+const MONO: DecoderLayout = { channels: 1, streamCount: 1, coupledCount: 0, mapping: [0] };
+
+/**
+ * Instantiate a decoder for `layout` (default mono, what the library's renditions are) ahead of need,
+ * so the first stream opened does not pay for it. A process that opens streams at critical moments
+ * (the controller's emergency file source) calls this at start. `packets` (Opus packets of that
+ * layout) are decoded once first: V8 compiles a wasm function with its optimising tier only once it
+ * has run enough, on background threads, and that work otherwise lands in the first real stream's
+ * first seconds (measured: about 60 ms of CPU in an emergency's first 400 ms on the controller).
+ */
+export async function warmOpusStreamDecoder(o: { layout?: DecoderLayout; packets?: Uint8Array[] } = {}): Promise<void> {
+  const layout = o.layout ?? MONO;
+  const list = pool.get(layoutKey(layout)) ?? [];
+  const d = list.pop() ?? (await takeDecoder(layout));
+  for (const p of o.packets ?? []) d.decodeFrame(p);
+  giveBackDecoder(layout, d);
 }

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSessionSender, ipLiteralLookup, type SessionSender } from '../../audio-pipeline/src/live/index.js';
-import { OggOpusError } from '../../audio-pipeline/src/opus-stream.js';
+import { OggOpusError, opusStreamDecoderStats } from '../../audio-pipeline/src/opus-stream.js';
 import { startOpusFileSource } from '../../controller/src/live/opus-file-source.js';
 import { makeToneOpus, type MediaFile } from '../helpers/agent-playout.js';
 
@@ -108,6 +108,33 @@ describe('live file source decoded in-process', () => {
     await gated.done;
     expect(c.writes.length).toBe(0);
     c.sender.stop('test');
+  });
+
+  it('plays a file again sample for sample (reused index and decoder), and a file replaced at the same path anew', async () => {
+    const play = async (file: string) => {
+      const t = tapped();
+      t.sender.start(Date.now());
+      const src = await startOpusFileSource({ sender: t.sender, path: file });
+      await src.done;
+      t.sender.stop('test');
+      const out = new Float32Array(total(t.writes));
+      let at = 0;
+      for (const w of t.writes) { out.set(w, at); at += w.length; }
+      return out;
+    };
+    const file = path.join(dir, 'replaced.opus');
+    fs.copyFileSync(tone.file, file);
+    const first = await play(file);
+    const before = opusStreamDecoderStats().instantiated;
+    const again = await play(file);
+    // The second play made no new wasm decoder (the first one's was reset and kept) and decodes the same.
+    expect(opusStreamDecoderStats().instantiated).toBe(before);
+    expect(again.length).toBe(48_000);
+    expect(again).toEqual(first);
+    // Replaced by a half-second clip (other size, other mtime): indexed anew, not the cached index.
+    const short = await makeToneOpus(dir, 'short', { seconds: 0.5, hz: 440, amplitude: 0.5 });
+    fs.copyFileSync(short.file, file);
+    expect((await play(file)).length).toBe(24_000);
   });
 
   it('refuses a file that is not Ogg/Opus, or a damaged one, with the demuxer\'s reason and nothing sent', async () => {

@@ -32,6 +32,7 @@
 import { createRequire } from 'node:module';
 import type OpusScriptType from 'opusscript';
 import { OpusDecoder } from 'opus-decoder';
+import { resetOpusDecoderState } from '../opus-decoder-state.js';
 import { OPUS_RTP_CLOCK_RATE, opusPacketSamples, RtpError } from './rtp.js';
 
 const require = createRequire(import.meta.url);
@@ -164,14 +165,6 @@ export interface FrameDecoder {
   close(): void;
 }
 
-/** The parts of opus-decoder 0.7's OpusDecoder that reset() uses (not in its typings; the version is pinned). */
-interface OpusDecoderInternals {
-  _common: { wasm: Record<string, (...a: number[]) => number>; allocateTypedArray(n: number, t: Uint8ArrayConstructor): { ptr: number; buf: Uint8Array } };
-  _decoder: number;
-  _sampleRate: number; _channels: number; _streamCount: number; _coupledStreamCount: number;
-  _channelMappingTable: Uint8Array; _preSkip: number; _forceStereo: number;
-}
-
 /** PLC output per empty-packet call: the glue passes frame_size 5760, so libopus conceals 120 ms. */
 const PLC_CHUNK = 5760;
 const EMPTY = new Uint8Array(0);
@@ -199,7 +192,6 @@ export async function createOpusDecoder(): Promise<FrameDecoder> {
   const dec = new OpusDecoder({ sampleRate: OPUS_RTP_CLOCK_RATE as 48000, channels: 1 });
   await dec.ready;
   let closed = false;
-  let mappingPtr: number | undefined;
   /** What the last PLC call made and no conceal() has played yet. */
   let plcLeft = NO_PLC;
   const run = (payload: Uint8Array): { pcm: Float32Array; n: number } => {
@@ -238,18 +230,8 @@ export async function createOpusDecoder(): Promise<FrameDecoder> {
     },
     reset() {
       if (closed) throw new Error('Opus decoder is closed');
-      const d = dec as unknown as OpusDecoderInternals;
-      const w = d._common.wasm;
-      if (mappingPtr === undefined) {
-        // Copied by libopus into its state at create: one allocation serves every reset.
-        const m = d._common.allocateTypedArray(d._channels, Uint8Array);
-        m.buf.set(d._channelMappingTable);
-        mappingPtr = m.ptr;
-      }
       plcLeft = NO_PLC;
-      w.opus_frame_decoder_destroy!(d._decoder);
-      w.free!(d._decoder);
-      d._decoder = w.opus_frame_decoder_create!(d._sampleRate, d._channels, d._streamCount, d._coupledStreamCount, mappingPtr, d._preSkip, d._forceStereo);
+      resetOpusDecoderState(dec);
     },
     close() {
       if (closed) return;

@@ -24,10 +24,10 @@
 import crypto from 'node:crypto';
 import dgram from 'node:dgram';
 import type { Logger } from 'pino';
-import { parseTopic, topicFor, TOPICS, type LiveAnnouncement, type LiveStartRequest, type LiveStatus } from '../../../schemas/src/index.js';
+import { parseTopic, topicFor, TOPICS, type LiveAnnouncement, type LiveStartRequest, type LiveStatus, type Node } from '../../../schemas/src/index.js';
 import type { ControllerEnv } from '../../../schemas/src/index.js';
 import {
-  classifyPacket, createSessionSender, helloToken, ipLiteralLookup, parseRtcp,
+  classifyPacket, createOpusEncoder, createSessionSender, helloToken, ipLiteralLookup, parseRtcp, speechLike,
   type SessionSender, type SessionSenderStats, type UdpDestination,
 } from '../../../audio-pipeline/src/live/index.js';
 import type { Supervisor } from '../../../audio-pipeline/src/index.js';
@@ -40,6 +40,7 @@ import type { NodeCacheEntry } from '../services.js';
 import type { Store } from '../store/store.js';
 import { decodePcm, LIVE_SAMPLE_RATE, soundcardInput, startFfmpegSource, type PacedSource, type MicFormat } from './sources.js';
 import { startOpusFileSource } from './opus-file-source.js';
+import { warmOpusStreamDecoder } from '../../../audio-pipeline/src/opus-stream.js';
 
 export { decodePcm, type MicFormat } from './sources.js';
 
@@ -93,6 +94,8 @@ export interface LiveOptions {
   endedRetainMs: number;
   /** Ended sessions kept in memory for GET (the rest is in the database). */
   recentSessions: number;
+  /** The Opus codecs are warmed this long after start (warmCodecs). */
+  codecWarmDelayMs: number;
 }
 
 const DEFAULTS: LiveOptions = {
@@ -109,6 +112,7 @@ const DEFAULTS: LiveOptions = {
   speakNowGraceMs: 250,
   endedRetainMs: 30_000,
   recentSessions: 50,
+  codecWarmDelayMs: 5000,
 };
 
 export type LiveNodeState = 'announced' | LiveStatus['state'];
@@ -288,18 +292,21 @@ export function createLive(deps: LiveDeps) {
 
   // ---------------------------------------------------------------- helpers
 
-  function resolveTargets(communeId: string, t: LiveStartRequest['targets']): string[] {
-    const ids = new Set<string>();
-    if (t.commune) for (const n of store.listNodes(communeId)) ids.add(n.id);
+  /** The targeted nodes by id, in id order (one query per commune or zone: a join loop must not look each up again). */
+  function resolveTargets(communeId: string, t: LiveStartRequest['targets']): Map<string, Node> {
+    const byId = new Map<string, Node>();
+    if (t.commune) for (const n of store.listNodes(communeId)) byId.set(n.id, n);
     for (const z of t.zones) {
       if (!store.getZone(communeId, z)) throw notFound('zone', z);
-      for (const n of store.listNodes(communeId, z)) ids.add(n.id);
+      for (const n of store.listNodes(communeId, z)) byId.set(n.id, n);
     }
     for (const id of t.nodes) {
-      if (!store.getNode(communeId, id)) throw notFound('node', id);
-      ids.add(id);
+      if (byId.has(id)) continue;
+      const n = store.getNode(communeId, id);
+      if (!n) throw notFound('node', id);
+      byId.set(id, n);
     }
-    return [...ids].sort();
+    return new Map([...byId].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   }
 
   function reachOf(s: Session): LiveSessionView['reach'] {
@@ -575,6 +582,30 @@ export function createLive(deps: LiveDeps) {
 
   // ---------------------------------------------------------------- the service
 
+  /**
+   * At start, not in an emergency: the file/emergency source's decoder is instantiated (opus-stream.ts:
+   * an instantiation cost a full garbage collection in the critical window), and 2 s of speech-like
+   * audio go through the sessions' encoder settings and that decoder, so that V8's optimising tier has
+   * compiled the hot wasm functions of both codecs (a first emergency otherwise paid that, on
+   * background threads of a controller whose cores the clusters' joins need: about 60 ms of CPU).
+   */
+  let warmTimer: NodeJS.Timeout | undefined;
+  async function warmCodecs(): Promise<void> {
+    const enc = createOpusEncoder();
+    const pcm = speechLike(2, 7);
+    const packets: Uint8Array[] = [];
+    try {
+      for (let i = 0; i + enc.frameSamples <= pcm.length && socket; i += enc.frameSamples) {
+        packets.push(enc.encode(pcm.subarray(i, i + enc.frameSamples)));
+        // 10 frames (about 25 ms of CPU) at a time: the event loop keeps serving meanwhile.
+        if (packets.length % 10 === 0) await new Promise((r) => setImmediate(r));
+      }
+    } finally {
+      enc.close();
+    }
+    if (socket) await warmOpusStreamDecoder({ packets });
+  }
+
   const svc = {
     async start() {
       if (socket) return;
@@ -617,9 +648,13 @@ export function createLive(deps: LiveDeps) {
         store.audit(o.commune_id, ts, 'system', 'live.stop', o.id, { reason: 'controller_restart' });
       }
       log.info({ rtpPort, ended: open.length }, 'live: RTP socket bound');
+      // Deferred: a controller's start stays quick, and one that stops within seconds (a test) never pays it.
+      warmTimer = setTimeout(() => { warmTimer = undefined; void warmCodecs().catch((e: Error) => log.warn({ err: e.message }, 'live: could not warm the Opus codecs')); }, opt.codecWarmDelayMs);
+      warmTimer.unref?.();
     },
 
     async stop() {
+      clearTimeout(warmTimer);
       for (const s of [...sessions.values()]) await end(s, 'controller_stopping', 'system');
       for (const t of clearTimers) clearTimeout(t);
       clearTimers.clear();
@@ -656,7 +691,7 @@ export function createLive(deps: LiveDeps) {
           break;
       }
       const targets = resolveTargets(communeId, req.targets);
-      if (targets.length === 0) throw badRequest('LIVE_NO_TARGETS', 'the targets resolve to no node: the chosen commune/zones have no clusters');
+      if (targets.size === 0) throw badRequest('LIVE_NO_TARGETS', 'the targets resolve to no node: the chosen commune/zones have no clusters');
       const priority = req.kind === 'emergency' ? 'emergency' : req.priority;
       const r: LiveStart = { ...req, priority };
       const delayMs = req.delayMs ?? opt.defaultDelayMs;
@@ -692,10 +727,9 @@ export function createLive(deps: LiveDeps) {
       const desc = sender.description();
       const exercise = req.exercise ?? false;
       // One draw from the CSPRNG for every target's token (24 bytes each), not one call per target.
-      const tokenBytes = crypto.randomBytes(24 * targets.length);
+      const tokenBytes = crypto.randomBytes(24 * targets.size);
       let ti = 0;
-      for (const nodeId of targets) {
-        const node = store.getNode(communeId, nodeId)!;
+      for (const [nodeId, node] of targets) {
         const reach: LiveNodeReach = { nodeId, zoneId: node.zoneId, online: deps.nodes.get(nodeId)?.status === 'online', state: 'announced', path: null, updatedAt: ts };
         s.nodes.set(nodeId, reach);
         if (exercise && node.actualOnly) {
@@ -728,11 +762,11 @@ export function createLive(deps: LiveDeps) {
         q.insertSession.run(id, communeId, req.kind, priority, req.title, actor, JSON.stringify({ ...r, ...(mediaId ? { mediaId } : {}) }), ts);
         for (const n of s.nodes.values()) writeReceipt(s, n);
         store.audit(communeId, ts, actor, req.kind === 'emergency' ? 'live.emergency' : 'live.start', id,
-          { kind: req.kind, priority, title: req.title, targets: targets.length, ...(req.url ? { url: req.url } : {}), ...(mediaId ? { mediaId } : {}), ...(exercise ? { exercise } : {}),
+          { kind: req.kind, priority, title: req.title, targets: targets.size, ...(req.url ? { url: req.url } : {}), ...(mediaId ? { mediaId } : {}), ...(exercise ? { exercise } : {}),
             ...(req.airing ? { airing: req.airing, audioAt: req.audioAt } : {}) });
       })();
       db.transaction(() => { let first = true; for (const [nodeId, a] of s.announcements) { publishAnnouncement(communeId, nodeId, a, !first); first = false; } })();
-      log.info({ sessionId: id, kind: req.kind, priority, targets: targets.length, rtpPort }, 'live session started');
+      log.info({ sessionId: id, kind: req.kind, priority, targets: targets.size, rtpPort }, 'live session started');
       emitSoon(s);
 
       switch (req.kind) {

@@ -16,11 +16,43 @@
  * time. `repeat` plays the file that many times; `durationMs` bounds the whole output.
  */
 import fs from 'node:fs/promises';
-import { indexOggOpus, openOpusStream, type OpusPcmStream } from '../../../audio-pipeline/src/opus-stream.js';
+import { indexOggOpus, openOpusStream, type OggOpusIndex, type OpusPcmStream } from '../../../audio-pipeline/src/opus-stream.js';
 import type { SessionSender } from '../../../audio-pipeline/src/live/index.js';
 import { LIVE_SAMPLE_RATE, type PacedSource } from './sources.js';
 
 const BLOCK = LIVE_SAMPLE_RATE / 50; // 20 ms
+
+/**
+ * The last files' indexes, by path, checked against size and mtime: an emergency clip is usually played
+ * again (every drill, every repeat of an alert), and indexing reads and CRC-checks the whole file on the
+ * controller's event loop while it delivers a thousand announcements. Bounded by INDEX_CACHE_BYTES of
+ * file data (an index holds views into its file).
+ */
+const INDEX_CACHE_BYTES = 64 * 1024 * 1024;
+const indexCache = new Map<string, { size: number; mtimeMs: number; index: OggOpusIndex }>();
+
+async function indexOf(path: string): Promise<OggOpusIndex> {
+  const st = await fs.stat(path);
+  const hit = indexCache.get(path);
+  if (hit && hit.size === st.size && hit.mtimeMs === st.mtimeMs) {
+    indexCache.delete(path);
+    indexCache.set(path, hit); // most recently used last
+    return hit.index;
+  }
+  const index = indexOggOpus(await fs.readFile(path));
+  indexCache.delete(path);
+  if (st.size <= INDEX_CACHE_BYTES) {
+    indexCache.set(path, { size: st.size, mtimeMs: st.mtimeMs, index });
+    let total = 0;
+    for (const e of indexCache.values()) total += e.size;
+    for (const [k, e] of indexCache) {
+      if (total <= INDEX_CACHE_BYTES) break;
+      indexCache.delete(k);
+      total -= e.size;
+    }
+  }
+  return index;
+}
 
 export interface OpusFileSourceOptions {
   sender: SessionSender;
@@ -41,7 +73,7 @@ export interface OpusFileSourceOptions {
  * or is not a valid Ogg/Opus stream, with the demuxer's reason.
  */
 export async function startOpusFileSource(o: OpusFileSourceOptions): Promise<PacedSource> {
-  const index = indexOggOpus(await fs.readFile(o.path));
+  const index = await indexOf(o.path);
   const repeat = Math.max(1, Math.floor(o.repeat ?? 1));
   const limit = o.durationMs !== undefined ? Math.max(0, Math.round((o.durationMs / 1000) * LIVE_SAMPLE_RATE)) : Infinity;
   let stream: OpusPcmStream | null = await openOpusStream(index);
