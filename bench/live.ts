@@ -13,7 +13,8 @@
  * default 1000), BENCH_LIVE_EMERGENCY_N (default 1000; 0 skips), BENCH_LIVE_SNAPCAST=0 to skip Snapcast,
  * BENCH_LIVE_SNAP_BUFFERS (default 100,1000), BENCH_LIVE_FULL_AGENTS=1 (every agent on a virtual DAC
  * with full decode instead of the cheap onset sink: needs far more than 2 cores at 200),
- * BENCH_LIVE_AGENTS_PER_WORKER (default 250), BENCH_LIVE_EMERGENCY_MEASURED (clusters of the emergency
+ * BENCH_LIVE_AGENTS_PER_WORKER (default 250; the emergency run's measured agents), BENCH_LIVE_UNMEASURED_WORKERS (processes
+ * for the emergency run's unmeasured agents, default 2), BENCH_LIVE_EMERGENCY_MEASURED (clusters of the emergency
  * run whose first sound is measured, evenly spread; default 100), BENCH_LIVE_WORKER_NODE_ARGS (default --max-semi-space-size=32, see WORKER_NODE_ARGS; e.g. add --cpu-prof),
  * BENCH_LIVE_PROFILE=DIR (CPU profiles of each worker over the emergency window), BENCH_LIVE_EMERGENCY_DELAY_MS
  * (the emergency's D; default the controller's, 200 ms), BENCH_LIVE_SETTLE_MAX_S (how long the emergency fleet
@@ -45,6 +46,12 @@ const SNAP_BUFFERS = (process.env.BENCH_LIVE_SNAP_BUFFERS ?? '100,1000').split('
 const FULL_AGENTS = process.env.BENCH_LIVE_FULL_AGENTS === '1';
 const AGENTS_PER_WORKER = Number(process.env.BENCH_LIVE_AGENTS_PER_WORKER ?? 250);
 const EMERGENCY_MEASURED = Number(process.env.BENCH_LIVE_EMERGENCY_MEASURED ?? 100);
+/**
+ * Worker processes for the emergency run's unmeasured agents (shared evenly; see emergencyRun). Every
+ * simulation process compiles the same agent code and collects its own garbage: on 2 cores, fewer
+ * bigger processes leave more CPU to the system under test.
+ */
+const UNMEASURED_WORKERS = Math.max(1, Number(process.env.BENCH_LIVE_UNMEASURED_WORKERS ?? 2));
 const SIZES = (process.env.BENCH_LIVE_SIZES ?? '1,50,200').split(',').map(Number);
 const MEASURED = Number(process.env.BENCH_LIVE_MEASURED ?? 10);
 const DELAY = Number(process.env.BENCH_LIVE_DELAY_MS ?? 80);
@@ -328,7 +335,15 @@ async function emergencyRun(o: { base: string; token: string; dir: string; specs
   // fleet shares the rest as before. An earlier try niced only the unmeasured workers, which starved them
   // against the measured ones (their hellos gate speak-now); that is not done.
   const mGroups = chunk(eAgents.filter((a) => a.sink !== 'null'), AGENTS_PER_WORKER);
-  const uGroups = chunk(eAgents.filter((a) => a.sink === 'null'), Math.min(AGENTS_PER_WORKER, Math.ceil((N - M) / 4) || 1));
+  // The unmeasured majority in UNMEASURED_WORKERS processes (default 2, of 450 each at 1,000). Each process
+  // compiles the agents' code (V8's optimising compiler, on background threads) and collects its own
+  // garbage. A system-wide `perf record` of the first call's 800 ms showed the workers' JIT threads alone
+  // at about 0.2 of a core, in the window where the controller and the joins need every cycle. A sweep of
+  // the process count (worst-of-two-calls p99; the default emergency command with
+  // BENCH_LIVE_UNMEASURED_WORKERS set): 4 processes 1,065 and 1,374 ms, 3 gave 834, 2 gave 683 and 843,
+  // 1 gave 941. One process serialises 900 joins on one core. The agents are the same either way: each has
+  // its own MQTT connection, UDP socket, join and jitter buffer.
+  const uGroups = chunk(eAgents.filter((a) => a.sink === 'null'), Math.ceil((N - M) / UNMEASURED_WORKERS) || 1);
   const ew = await startWorkers([...mGroups, ...uGroups]);
   ew.forEach((w, i) => {
     const nice = i < mGroups.length ? MEASURED_NICE : FLEET_NICE;
