@@ -248,8 +248,47 @@ async function ourSession(o: { base: string; token: string; nodes: string[]; mea
 
 // ------------------------------------------------------------------ Snapcast
 
-interface SnapRun { fig: RunFigures; cpuPct: number; load: string; seconds: number }
-async function snapcastRun(o: { dir: string; bufferMs: number; clients: number; reader: Ipc; seconds: number }): Promise<SnapRun> {
+interface SnapRun { fig: RunFigures; cpuPct: number; load: string; seconds: number; dropped?: number }
+
+/**
+ * Random loss for Snapcast, which speaks only TCP: a packet that never arrives must be lost in the
+ * kernel, below TCP, so that TCP retransmits it as it would on a lossy link. This kernel has no netem
+ * qdisc, but nf_tables with `numgen random`: a rule on the output hook drops that share of the packets
+ * the server sends from its stream port (only that port: the rest of the machine is untouched), in a
+ * table of its own that is deleted afterwards (and at the start of a run, should a crashed run have left
+ * it). Needs root and the `nft` command (apt-get install nftables).
+ */
+const LOSS_TABLE = 'radio_bench_snap_loss';
+function nft(script: string): void {
+  execFileSync('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
+}
+function nftAvailable(): string | null {
+  try { nft(`add table inet ${LOSS_TABLE}\ndelete table inet ${LOSS_TABLE}\n`); return null; } catch (e) {
+    const err = e as NodeJS.ErrnoException & { stderr?: Buffer };
+    return err.code === 'ENOENT' ? 'the nft command is missing (apt-get install nftables)' : `nft refused (root needed): ${String(err.stderr ?? err.message).trim().split('\n')[0]}`;
+  }
+}
+function tcpSourceLoss(port: number, pct: number): { dropped(): number; remove(): void } {
+  nft([
+    `table inet ${LOSS_TABLE} {`,
+    '  chain out {',
+    '    type filter hook output priority 0; policy accept;',
+    `    tcp sport ${port} numgen random mod 10000 < ${Math.round(pct * 100)} counter drop`,
+    '  }',
+    '}', '',
+  ].join('\n'));
+  return {
+    dropped() {
+      try {
+        const out = execFileSync('nft', ['list', 'table', 'inet', LOSS_TABLE], { encoding: 'utf8' });
+        return Number(/counter packets (\d+)/.exec(out)?.[1] ?? NaN);
+      } catch { return NaN; }
+    },
+    remove() { try { nft(`delete table inet ${LOSS_TABLE}\n`); } catch { /* already gone */ } },
+  };
+}
+
+async function snapcastRun(o: { dir: string; bufferMs: number; clients: number; reader: Ipc; seconds: number; lossPct?: number }): Promise<SnapRun> {
   const port = await freePort();
   const fifo = path.join(o.dir, `snapfifo-${o.bufferMs}-${o.clients}`);
   const conf = path.join(o.dir, `snapserver-${o.bufferMs}-${o.clients}.conf`);
@@ -278,15 +317,20 @@ async function snapcastRun(o: { dir: string; bufferMs: number; clients: number; 
   await sleep(3000); // clients connect and sync their clocks (no HTTP API to ask: it is disabled)
   const fd = fs.openSync(fifo, 'w');
   const pids = [server.pid!, ...readPids, ...others.map((c) => c.pid!)];
+  // Loss from here on: the clients are connected (a lost SYN-ACK would only delay a connection).
+  const loss = o.lossPct ? tcpSourceLoss(port, o.lossPct) : null;
   const c0 = cpuOf(pids); const w0 = now();
   try {
     const source = await feed((b) => { fs.writeSync(fd, b); }, o.seconds);
     const cpuPct = ((cpuOf(pids) - c0) * 1000 * 100) / (now() - w0);
     const load = loadavg();
     await sleep(o.bufferMs + 800);
+    const dropped = loss?.dropped();
+    loss?.remove();
     const streams = (await o.reader.ask<{ streams: StreamResult[] }>({ type: 'collect' })).streams;
-    return { fig: analyseRun(source, streams), cpuPct, load, seconds: o.seconds };
+    return { fig: analyseRun(source, streams), cpuPct, load, seconds: o.seconds, ...(dropped !== undefined ? { dropped } : {}) };
   } finally {
+    loss?.remove();
     // Also when a step failed: a server and 200 clients left running would load every later run.
     await o.reader.ask({ type: 'killChildren' }).catch(() => {});
     for (const c of others) c.kill('SIGTERM');
@@ -464,7 +508,7 @@ async function emergencyRun(o: { base: string; token: string; dir: string; specs
 // ------------------------------------------------------------------ output
 
 const row = (name: string, n: number, f: RunFigures, extra: string) =>
-  console.log(`${name.padEnd(26)} clusters=${String(n).padStart(4)} sinks=${f.streams}  latency p50/p95/p99=${fmt(f.latency.median)}/${fmt(f.latency.p95)}/${fmt(f.latency.p99)} ms ` +
+  console.log(`${name.padEnd(30)} clusters=${String(n).padStart(4)} sinks=${f.streams}  latency p50/p95/p99=${fmt(f.latency.median)}/${fmt(f.latency.p95)}/${fmt(f.latency.p99)} ms ` +
     `(clicks ${f.clicksFound}/${f.clicksExpected})  gaps=${f.gaps} (${fmt(f.gapMs, 0)} ms; ${f.commonGapEvents} events common to ≥ half the sinks = upstream of the players, ${f.ownGaps} at single sinks)  skew p95=${fmt(f.skew.p95, 2)} ms  ${extra}`);
 
 const seeded = (i: number, k: number) => (((i * 2654435761 + k * 40503) >>> 0) % 10000) / 10000;
@@ -505,7 +549,21 @@ export async function run() {
         row(`snapcast buffer=${bufferMs}`, n, r.fig, `${r.seconds} s  CPU(server+clients)=${fmt(r.cpuPct, 0)} % of one core  loadavg=${r.load}  (${fmt((now() - t0) / 1000, 0)} s wall)`);
       }
     }
-    console.log('snapcast at 2 %/5 % loss: not measured (Snapcast speaks only TCP, so loss must be made in the kernel: netem, which the kernel of this machine lacks — `tc qdisc add dev lo root netem loss 2%` in a network namespace answers "Specified qdisc kind is unknown")');
+    // Loss: at the largest fleet, every buffer, made in the kernel below TCP (tcpSourceLoss).
+    const why = nftAvailable();
+    if (why) console.log(`snapcast at 2 %/5 % loss: not measured (${why}; Snapcast speaks only TCP, so loss must be made in the kernel, and this kernel has no netem)`);
+    else {
+      for (const loss of [2, 5]) {
+        for (const bufferMs of SNAP_BUFFERS) {
+          await quiet(`before snapcast buffer=${bufferMs} loss=${loss} %`);
+          const t0 = now();
+          let r: SnapRun;
+          try { r = await snapcastRun({ dir, bufferMs, clients: fleetN, reader, seconds: SECONDS, lossPct: loss }); } catch (e) { console.log(`snapcast buffer=${bufferMs} loss=${loss} %: not measured (${(e as Error).message})`); continue; }
+          out.snap.set(`${bufferMs}/${fleetN}/loss${loss}`, r);
+          row(`snapcast buffer=${bufferMs} loss=${loss} %`, fleetN, r.fig, `server→client TCP packets dropped by the kernel (nft numgen random)=${r.dropped ?? '?'}  ${r.seconds} s  CPU(server+clients)=${fmt(r.cpuPct, 0)} % of one core  loadavg=${r.load}  (${fmt((now() - t0) / 1000, 0)} s wall)`);
+        }
+      }
+    }
   } else console.log('snapcast: skipped (BENCH_LIVE_SNAPCAST=0 or snapserver not installed: apt-get install snapserver snapclient)');
 
   // ---- ours
@@ -585,15 +643,19 @@ export async function run() {
   // ---- summary
   const r1 = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? null : Math.round(x * 10) / 10);
   console.log(`\nsummary (network: loopback; load average now ${loadavg()})`);
-  console.log('system                     clusters  secs  latency p50 / p95 / p99 ms     gaps   skew p95 ms');
+  console.log('system                         clusters  secs  latency p50 / p95 / p99 ms     gaps   skew p95 ms');
   const line = (name: string, n: number, f: RunFigures, secs: number) =>
-    console.log(`${name.padEnd(26)} ${String(n).padStart(8)} ${String(secs).padStart(5)}  ${`${fmt(f.latency.median)} / ${fmt(f.latency.p95)} / ${fmt(f.latency.p99)}`.padEnd(29)} ${String(f.gaps).padStart(5)}   ${fmt(f.skew.p95, 2)}`);
+    console.log(`${name.padEnd(30)} ${String(n).padStart(8)} ${String(secs).padStart(5)}  ${`${fmt(f.latency.median)} / ${fmt(f.latency.p95)} / ${fmt(f.latency.p99)}`.padEnd(29)} ${String(f.gaps).padStart(5)}   ${fmt(f.skew.p95, 2)}`);
   for (const n of SIZES) {
     const o = out.ours.get(`0/${n}`);
     if (o) line(`ours D=${DELAY}`, n, o.fig, o.seconds);
     for (const b of SNAP_BUFFERS) { const x = out.snap.get(`${b}/${n}`); if (x) line(`snapcast buffer=${b}`, n, x.fig, x.seconds); }
   }
-  for (const loss of [2, 5]) { const o = out.ours.get(`${loss}/${fleetN}`); if (o) line(`ours D=${DELAY} loss=${loss} %`, fleetN, o.fig, o.seconds); }
+  for (const loss of [2, 5]) {
+    const o = out.ours.get(`${loss}/${fleetN}`);
+    if (o) line(`ours D=${DELAY} loss=${loss} %`, fleetN, o.fig, o.seconds);
+    for (const b of SNAP_BUFFERS) { const x = out.snap.get(`${b}/${fleetN}/loss${loss}`); if (x) line(`snapcast buffer=${b} loss=${loss} %`, fleetN, x.fig, x.seconds); }
+  }
   const big = out.ours.get(`0/${fleetN}`);
   const loss2 = out.ours.get(`2/${fleetN}`);
   const snapSmall = out.snap.get(`${SNAP_BUFFERS[0]}/${fleetN}`);

@@ -194,7 +194,7 @@ type DecoderLayout = Pick<OpusHead, 'channels' | 'streamCount' | 'coupledCount' 
  * stream costs CPU and full garbage collections; an emergency opens a stream on the controller in the
  * same moment it must announce to every cluster, and an agent opens one per airing). At most
  * POOL_PER_LAYOUT kept per layout: two streams open at once (a relay feed beside an airing) is the
- * common most.
+ * most that happens in practice.
  */
 const POOL_PER_LAYOUT = 2;
 const pool = new Map<string, StreamDecoder[]>();
@@ -251,6 +251,9 @@ export async function warmOpusStreamDecoder(o: { layout?: DecoderLayout; packets
   const layout = o.layout ?? MONO;
   const list = pool.get(layoutKey(layout)) ?? [];
   const d = list.pop() ?? (await takeDecoder(layout));
-  for (const p of o.packets ?? []) d.decodeFrame(p);
-  giveBackDecoder(layout, d);
+  try {
+    for (const p of o.packets ?? []) d.decodeFrame(p);
+  } finally {
+    giveBackDecoder(layout, d);
+  }
 }
