@@ -261,7 +261,7 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
   }
 
   /**
-   * Frames more than twice maxAhead behind the newest are dropped: a sink that pulls takes frames out
+   * Frames more than twice maxAhead behind the newest are dropped (with those up to 1.5 × maxAhead behind): a sink that pulls takes frames out
    * as it plays (and a frame that far behind the newest is behind the cursor too, since none may be
    * stored more than maxAhead ahead of it); this bounds the buffer when nothing pulls (a sink that
    * stopped, or a session joined but not on the speakers), which otherwise grew by 50 frames a second
@@ -269,10 +269,12 @@ export function createJitterBuffer(o: JitterBufferOptions): JitterBuffer {
    * that arrived ahead of real time must still find its first frames.
    */
   function pruneStale(): void {
-    const limit = highestStart - 2 * maxAhead;
+    if (starts.length === 0 || starts[0]! >= highestStart - 2 * maxAhead) return;
+    // In batches (down to 1.5 × maxAhead behind): one splice per maxAhead / 2 of audio, not one per frame.
+    const cut = highestStart - 1.5 * maxAhead;
     let k = 0;
-    while (k < starts.length && starts[k]! < limit) entries.delete(starts[k++]!);
-    if (k > 0) starts.splice(0, k);
+    while (k < starts.length && starts[k]! < cut) entries.delete(starts[k++]!);
+    starts.splice(0, k);
   }
 
   function removeEntry(s: number): void {
