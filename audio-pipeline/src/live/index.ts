@@ -106,3 +106,15 @@ export {
   type LiveReceiverEndpointOptions,
 } from './session-receiver.js';
 export { seededRandom, speechLike, chirp, chirpTrack, bestLag, snrDb, rmsDb } from './test-signals.js';
+export {
+  findPeriod,
+  removePeriod,
+  startExpansion,
+  expandInto,
+  resumeFrom,
+  ncc,
+  MIN_PERIOD,
+  MAX_PERIOD,
+  type Period,
+  type Expansion,
+} from './time-scale.js';

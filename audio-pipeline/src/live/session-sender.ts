@@ -9,9 +9,12 @@
  * start() fixes `baseControllerMs` = controller time of stream position 0 (now, or a planned instant). Frame k covers positions
  * [k·960, (k+1)·960) and is labelled as captured at base + k·20 ms. It may leave as soon as its 960
  * samples are queued and its capture window has begun (now ≥ base + k·20), and must leave by
- * base + (k+1)·20 + slackMs; if the source has not delivered by then, the frame is completed with
- * silence (`paddedFrames`) — the timeline never stops, because every receiver derives its playout
- * instants from it (jitter-buffer.ts (1)). A source running ahead of real time is held back:
+ * base + (k+1)·20 + slackMs; if the source has not delivered by then, the frame is completed
+ * (`paddedFrames`) — the timeline never stops, because every receiver derives its playout instants from
+ * it (jitter-buffer.ts (1)). What completes it is not digital silence but an expansion (time-scale.ts):
+ * the last pitch period repeated with a fading gain (a held vowel or a steady tone goes on, noise fades
+ * within 20 ms, a stall longer than 60 ms ends in silence), and real input is cross-faded back in when it
+ * arrives. A 10–30 ms hiccup of the source (a browser tab, a loaded machine) is then not a hole. A source running ahead of real time is held back:
  * 'live' mode drops the oldest queued samples beyond `maxQueueMs` (bounded latency), 'paced' mode
  * (files, relays that can be paused) returns false from write() and emits 'drain' later.
  *
@@ -19,7 +22,12 @@
  * backlog queued, so every later word would sound that much later for the rest of the session. While
  * more than one frame + slack is queued, the sender drops 5 ms blocks at the head of the queue whose
  * peak is below `quietDropLevel` or `quietDropRelative` × the recent loudness (pauses between words, over
- * silence or a steady background), never speech at its level; `catchUpSamples` counts them.
+ * silence or a steady background), never speech at its level; `catchUpSamples` counts them. And
+ * when the queue has held more than a few ms for the last 500 ms even at its lowest (right after a frame
+ * took its samples), one pitch period at the head is removed where the signal repeats itself
+ * (accelerate, time-scale.ts: at most every other frame, only where two neighbouring periods correlate
+ * ≥ 0.9), so a backlog is won back within a second or two in held sounds and steady backgrounds too,
+ * without cutting a syllable; `acceleratedSamples` counts them.
  * The other way round, input that resumes after the timeline ran dry (the microphone connecting, or
  * back from a stall) starts in the frame whose capture window holds "now", and the frames before it
  * leave as silence at once: otherwise its first samples would be labelled up to 20 ms + slack EARLIER
@@ -48,6 +56,7 @@ import { agcProcess, createAgcState, type AgcOptions, type AgcState } from './ag
 import type { SessionTiming } from './jitter-buffer.js';
 import type { OpusEncoderOptions } from './opus.js';
 import { createPacketizer, type Packetizer } from './packetizer.js';
+import { MAX_PERIOD, MIN_PERIOD, RESUME_CROSSFADE, expandInto, findPeriod, removePeriod, resumeFrom, startExpansion, type Expansion } from './time-scale.js';
 import { DEFAULT_OPUS_PAYLOAD_TYPE, DEFAULT_RED_PAYLOAD_TYPE, OPUS_RTP_CLOCK_RATE, buildBye, buildSenderReport, compoundRtcp } from './rtp.js';
 
 /**
@@ -108,6 +117,12 @@ export interface SessionSenderOptions {
    * default 0.2 (−14 dB); 0 keeps only the absolute level.
    */
   quietDropRelative?: number;
+  /** Complete a late frame with an expansion of the last pitch period rather than silence; default true. */
+  expand?: boolean;
+  /** Live mode: remove pitch periods from a backlog that persists (see the header); default true. */
+  accelerate?: boolean;
+  /** Live mode: accelerate leaves at least this much queued right after a frame takes its samples; default 5 ms. */
+  accelerateKeepMs?: number;
   /** RTCP SR period; 0 disables; default 5000 ms. */
   senderReportIntervalMs?: number;
   /** Send the silent frames before the first input (see Lead-in DTX); default false. */
@@ -133,6 +148,10 @@ export interface SessionSenderStats {
   droppedSamples: number;
   /** Queued input dropped in quiet 5 ms blocks to win back latency after a stall (live mode). */
   catchUpSamples: number;
+  /** Queued input removed a pitch period at a time to win back latency (live mode, accelerate). */
+  acceleratedSamples: number;
+  /** Samples of padded frames filled by an audible expansion of the last pitch period (not silence). */
+  expandedSamples: number;
   /** Silent lead-in frames left out before the first input (Lead-in DTX). */
   leadInSkippedFrames: number;
   queuedMs: number;
@@ -212,6 +231,19 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
   /** No input yet: silent frames are left out (Lead-in DTX). */
   let leadIn = o.sendLeadIn !== true;
   const agc: AgcState | null = o.agc ? createAgcState(o.agc === true ? {} : o.agc) : null;
+  const expandOn = o.expand !== false;
+  const accelOn = mode === 'live' && o.accelerate !== false;
+  const accelKeep = Math.round(((o.accelerateKeepMs ?? 5) * rate) / 1000);
+  /** The samples that went out last (end = latest): where an expansion finds its period. */
+  const hist = new Float32Array(2 * MAX_PERIOD);
+  const ctx = new Float32Array(hist.length);
+  let expansion: Expansion | null = null;
+  /** The queue right after each of the last ACCEL_WINDOW frames took its samples (0 for a padded frame). */
+  const ACCEL_WINDOW = 25;
+  const queueAfter = new Int32Array(ACCEL_WINDOW);
+  let queueAfterN = 0;
+  let queueAfterI = 0;
+  let framesSinceAccel = 0;
 
   const ee = new EventEmitter();
   const dests = new Map<string, UdpDestination>();
@@ -230,7 +262,7 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
   let starved = false;
   let octets = 0;
   const frame = new Float32Array(N);
-  const st = { framesSent: 0, datagramsSent: 0, bytesSent: 0, sendErrors: 0, paddedFrames: 0, paddedSamples: 0, droppedSamples: 0, catchUpSamples: 0, leadInSkippedFrames: 0, stalls: 0, sendDelayMaxMs: 0, lateFrames: 0 };
+  const st = { framesSent: 0, datagramsSent: 0, bytesSent: 0, sendErrors: 0, paddedFrames: 0, paddedSamples: 0, droppedSamples: 0, catchUpSamples: 0, acceleratedSamples: 0, expandedSamples: 0, leadInSkippedFrames: 0, stalls: 0, sendDelayMaxMs: 0, lateFrames: 0 };
   /** How late a frame captured at `capture` leaves at `now` (not for lead-in frames, which are not sent). */
   function noteDelay(capture: number, now: number): void {
     if (leadIn) return;
@@ -261,6 +293,9 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
       k++;
       return;
     }
+    // Remember what goes out, for an expansion.
+    hist.copyWithin(0, N, hist.length);
+    hist.set(frame, hist.length - N);
     const p = pz.packetize(frame);
     st.framesSent++;
     octets += p.bytes.length - 12;
@@ -273,6 +308,47 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
     if (n < N) frame.fill(0, n);
     fifo.copyWithin(0, n, fifoLen);
     fifoLen -= n;
+  }
+
+  /** Real input is in frame[0..n): end an expansion in progress by cross-fading it into that input. */
+  function resume(n: number): void {
+    if (!expansion || n === 0) return;
+    if (expansion.gain > 0) resumeFrom(expansion, frame, 0, Math.min(RESUME_CROSSFADE, n));
+    expansion = null;
+  }
+
+  /** frame[n..N) has no input: continue the expansion in progress, or start one from what went out + frame[0..n). */
+  function fillMissing(n: number): void {
+    if (!expandOn) return;
+    if (!expansion) {
+      ctx.set(hist.subarray(n), 0);
+      ctx.set(frame.subarray(0, n), hist.length - n);
+      expansion = startExpansion(ctx, rate);
+      if (!expansion) return;
+    }
+    st.expandedSamples += expandInto(expansion, frame, n, N - n);
+  }
+
+  function noteQueueAfter(q: number): void {
+    queueAfter[queueAfterI] = q;
+    queueAfterI = (queueAfterI + 1) % ACCEL_WINDOW;
+    if (queueAfterN < ACCEL_WINDOW) queueAfterN++;
+    framesSinceAccel++;
+  }
+
+  /** Before frame k takes its N samples: remove a period of a backlog that persisted (see the header). */
+  function accelerate(): void {
+    if (queueAfterN < ACCEL_WINDOW || framesSinceAccel < 2) return;
+    let low = fifoLen - N;
+    for (let i = 0; i < ACCEL_WINDOW; i++) low = Math.min(low, queueAfter[i]!);
+    const allowed = low - accelKeep;
+    if (allowed < MIN_PERIOD) return;
+    const p = findPeriod(fifo.subarray(0, fifoLen), 0, 1, MIN_PERIOD, Math.min(MAX_PERIOD, allowed));
+    if (!p || p.corr < 0.9) return;
+    fifoLen = removePeriod(fifo, fifoLen, 0, p.lag);
+    st.acceleratedSamples += p.lag;
+    for (let i = 0; i < ACCEL_WINDOW; i++) queueAfter[i] = queueAfter[i]! - p.lag;
+    framesSinceAccel = 0;
   }
 
   function senderReport(now: number): Uint8Array {
@@ -289,6 +365,8 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
         st.paddedFrames++;
         st.paddedSamples += N;
         frame.fill(0);
+        fillMissing(0);
+        noteQueueAfter(0);
         sendFrame();
       }
       starved = false;
@@ -296,7 +374,10 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
     for (;;) {
       const capture = base + k * frameMs;
       if (fifoLen >= N && now >= capture) {
+        if (accelOn) accelerate();
         take(N);
+        resume(N);
+        noteQueueAfter(fifoLen);
         noteDelay(capture, now);
         sendFrame();
       } else if (now >= capture + frameMs + slackMs) {
@@ -305,6 +386,9 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
         st.paddedFrames++;
         st.paddedSamples += N - n;
         take(n);
+        resume(n);
+        fillMissing(n);
+        noteQueueAfter(0);
         noteDelay(capture, now);
         sendFrame();
       } else break;
@@ -405,7 +489,9 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
       stopped = true;
       if (running) {
         if (fifoLen > 0) {
-          take(Math.min(fifoLen, N));
+          const n = Math.min(fifoLen, N);
+          take(n);
+          resume(n);
           sendFrame();
         }
         const bye = compoundRtcp(senderReport(o.clock.now()), buildBye([pz.ssrc], reason));
