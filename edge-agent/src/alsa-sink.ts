@@ -388,7 +388,9 @@ export function createAlsaSink(o: AlsaSinkOptions): AlsaSink {
     rec.readyAt = now;
     pacer.anchor(now);
     stopTicking();
-    tickTimer = timers.setInterval(safeTick, periodMs);
+    // From setImmediate: after a stall of the event loop, the poll phase reads the datagrams that came
+    // in meanwhile before the sink pulls their frames (see firmware-sim's createTicker).
+    tickTimer = timers.setInterval(() => setImmediate(safeTick), periodMs);
     safeTick();
   };
 

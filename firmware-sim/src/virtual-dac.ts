@@ -43,6 +43,11 @@ export interface Ticker {
 /**
  * One interval timer shared by many sinks: a bench with 200 DACs in one process pays 100 wakeups/s
  * instead of 20,000. The timer runs only while someone subscribes and never keeps the process alive.
+ *
+ * The subscribers run from setImmediate, i.e. after the event loop's poll phase, not in its timers
+ * phase: after a stall of the loop (a GC pause, a busy CPU) the datagrams that came in meanwhile are
+ * waiting in the sockets, and a sink pulling in the timers phase would find their frames missing and
+ * conceal audio that is in fact there. From the check phase they have been read first.
  */
 export function createTicker(intervalMs = 10): Ticker {
   const subs = new Set<() => void>();
@@ -54,7 +59,7 @@ export function createTicker(intervalMs = 10): Ticker {
     add(fn) {
       subs.add(fn);
       if (!timer) {
-        timer = setInterval(run, intervalMs);
+        timer = setInterval(() => setImmediate(run), intervalMs);
         timer.unref();
       }
       return () => {

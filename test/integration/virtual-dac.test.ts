@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import dgram from 'node:dgram';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -175,6 +177,29 @@ describe('virtual DAC on real time', () => {
     for (const d of ds) d.stop();
     ticker.stop();
     expect(ds.every((d) => d.stats().skippedFrames === 0)).toBe(true);
+  });
+  it('after a stall of the event loop, the ticker runs after the datagrams that came in meanwhile were read', async () => {
+    const ticker = createTicker(5);
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+    let received = 0;
+    sock.on('message', () => { received++; });
+    try {
+      await new Promise<void>((r) => { const off = ticker.add(() => { off(); r(); }); }); // the ticker runs
+      const keep = ticker.add(() => {}); // and keeps running
+      // Block this event loop (from its check phase, so that the timers phase comes next) while another
+      // process sends us a datagram: it waits in the socket, and the ticker's interval falls due meanwhile.
+      const seen = await new Promise<number>((r) => setImmediate(() => {
+        execFileSync(process.execPath, ['-e', `const s=require('dgram').createSocket('udp4');s.send('x',${sock.address().port},'127.0.0.1',()=>s.close())`]);
+        expect(received).toBe(0);
+        const off = ticker.add(() => { off(); r(received); });
+      }));
+      keep();
+      expect(seen).toBe(1); // in the timers phase it would still be 0: the sink would conceal a frame it has
+    } finally {
+      ticker.stop();
+      sock.close();
+    }
   });
 });
 
