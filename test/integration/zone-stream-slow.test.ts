@@ -40,10 +40,11 @@ describe('zone stream: slow listener', () => {
     const url = new URL(t.base);
     // The player: ffmpeg decoding the stream; bytes of PCM counted.
     let pcmBytes = 0;
-    player = spawn('ffmpeg', ['-hide_banner', '-nostdin', '-v', 'error', '-i', `${t.base}${pathQ}`, '-f', 's16le', '-ac', '1', '-ar', '48000', 'pipe:1'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    player = spawn('ffmpeg', ['-hide_banner', '-nostdin', '-v', 'error', '-probesize', '65536', '-analyzeduration', '500000', '-i', `${t.base}${pathQ}`, '-f', 's16le', '-ac', '1', '-ar', '48000', 'pipe:1'], { stdio: ['ignore', 'pipe', 'ignore'] });
     player.stdout!.on('data', (c: Buffer) => { pcmBytes += c.length; });
-    // ffmpeg analyses seconds of a live MP3 stream before its first output; on a loaded CI machine (the
-    // suite runs files in parallel) that took more than 15 s once.
+    // ffmpeg analyses seconds of a live MP3 stream before its first output (by default up to 5 MB or 5 s
+    // of it); on a loaded machine (the suite runs files in parallel) that took more than 15 s once and
+    // more than 60 s once more, so it is told to probe 64 KiB (1.6 s at 320 kb/s) and 0.5 s at most.
     await waitFor(() => (pcmBytes > 48_000 * 2 ? true : undefined), { what: 'the player hearing 1 s of the stream', timeoutMs: 60_000 });
 
     // The stalled listener: the response's first bytes, then its socket is paused for good.
