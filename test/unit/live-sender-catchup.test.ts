@@ -185,10 +185,34 @@ describe('session sender: a late source is expanded, and the backlog it leaves i
     expect(acc.end.acceleratedSamples).toBeGreaterThan(0.025 * RATE);
     expect(acc.end.queuedMs).toBeLessThan(acc.afterStall.queuedMs - 20);
     expect(acc.end.catchUpSamples + acc.end.droppedSamples).toBe(0); // it was not the quiet rule, nor the queue bound
+    expect(acc.end.headroomMs).toBeLessThan(8); // back near the 5 ms the sender holds
     const off = run({ accelerate: false }, bedAndVoice(), 60, 3000);
     expect(off.end.queuedMs).toBeGreaterThanOrEqual(35);
     const noise = run({}, loudNoise(), 60, 3000); // no period to remove: the backlog stays
     expect(noise.end.acceleratedSamples).toBe(0);
     expect(noise.end.queuedMs).toBeGreaterThanOrEqual(35);
+  });
+
+  it('holds 5 ms of headroom whatever the phase of the input against the frames (it wanders by the phase without)', () => {
+    const headroom = (opts: Partial<SessionSenderOptions>, phaseMs: number): number => {
+      const socket = { send: () => {} } as unknown as dgram.Socket;
+      const sender = createSessionSender({ socket, clock: { now: () => Date.now() }, mode: 'live', agc: false, redPayloadType: null, ...opts });
+      sender.addDestination({ address: '127.0.0.1', port: 9 });
+      sender.start(Date.now());
+      vi.advanceTimersByTime(60 + phaseMs); // the microphone connects a while after the start
+      const src = bedAndVoice();
+      for (let t = 0, n = 0; t < 1000; t += 10, n += CHUNK) { sender.write(src(n)); vi.advanceTimersByTime(10); }
+      const st = sender.stats();
+      sender.stop();
+      expect(st.paddedFrames).toBeLessThanOrEqual(4); // the lead-in only
+      return st.headroomMs;
+    };
+    const held = [3, 13, 18].map((ph) => headroom({}, ph));
+    for (const h of held) {
+      expect(h).toBeGreaterThanOrEqual(4.5);
+      expect(h).toBeLessThan(8);
+    }
+    const free = [3, 13, 18].map((ph) => headroom({ accelerate: false }, ph));
+    expect(Math.max(...free) - Math.min(...free)).toBeGreaterThanOrEqual(10);
   });
 });

@@ -22,16 +22,23 @@
  * backlog queued, so every later word would sound that much later for the rest of the session. While
  * more than one frame + slack is queued, the sender drops 5 ms blocks at the head of the queue whose
  * peak is below `quietDropLevel` or `quietDropRelative` × the recent loudness (pauses between words, over
- * silence or a steady background), never speech at its level; `catchUpSamples` counts them. And
- * when the queue has held more than a few ms for the last 500 ms even at its lowest (right after a frame
- * took its samples), one pitch period at the head is removed where the signal repeats itself
- * (accelerate, time-scale.ts: at most every other frame, only where two neighbouring periods correlate
- * ≥ 0.9), so a backlog is won back within a second or two in held sounds and steady backgrounds too,
- * without cutting a syllable; `acceleratedSamples` counts them.
- * The other way round, input that resumes after the timeline ran dry (the microphone connecting, or
- * back from a stall) starts in the frame whose capture window holds "now", and the frames before it
- * leave as silence at once: otherwise its first samples would be labelled up to 20 ms + slack EARLIER
- * than they were spoken, and every later frame would leave at its slack limit, late at the agents.
+ * silence or a steady background), never speech at its level; `catchUpSamples` counts them.
+ *
+ * Headroom ('live' mode): when a frame takes its samples, the newest queued sample carries a label
+ * (its capture instant on the timeline) and came in at `lastInputAt`; the label minus that arrival is
+ * the headroom h. Listeners hear the input D + h after it came in, and the input may come up to
+ * h + slack late before a frame must be padded. The sender holds h near `accelerateKeepMs` (5 ms):
+ * - input that resumes after the timeline ran dry (the microphone connecting, or back from a stall)
+ *   is placed so that its newest sample is labelled now + keep, in the frame whose window holds that
+ *   instant; the samples before it are the fading expansion or silence, and the frames before that leave
+ *   at once (otherwise the input would be labelled EARLIER than it was spoken, and frames would leave at
+ *   their slack limit, late at the agents);
+ * - when h has stayed above keep + 2.5 ms for the last 500 ms even at its lowest, one pitch period of
+ *   the frame about to leave is removed where the signal repeats itself (accelerate, time-scale.ts: at
+ *   most every other frame, only where two neighbouring periods correlate ≥ 0.9), so a backlog is won
+ *   back within a second or two in held sounds and steady backgrounds too, without cutting a syllable;
+ *   `acceleratedSamples` counts them. Without this, h would sit anywhere its history left it (a few
+ *   padded frames each add their length), and with it the latency.
  *
  * Lead-in DTX: until the source delivers its first samples (a file's ffmpeg still starting, the
  * targets still joining, a microphone not yet connected) every frame would be silence padding, sent to
@@ -119,9 +126,9 @@ export interface SessionSenderOptions {
   quietDropRelative?: number;
   /** Complete a late frame with an expansion of the last pitch period rather than silence; default true. */
   expand?: boolean;
-  /** Live mode: remove pitch periods from a backlog that persists (see the header); default true. */
+  /** Live mode: hold the headroom (align resumed input, remove pitch periods from a backlog that persists; see the header); default true. */
   accelerate?: boolean;
-  /** Live mode: accelerate leaves at least this much queued right after a frame takes its samples; default 5 ms. */
+  /** Live mode: the headroom the sender holds (see the header); default 5 ms. */
   accelerateKeepMs?: number;
   /** RTCP SR period; 0 disables; default 5000 ms. */
   senderReportIntervalMs?: number;
@@ -152,6 +159,8 @@ export interface SessionSenderStats {
   acceleratedSamples: number;
   /** Samples of padded frames filled by an audible expansion of the last pitch period (not silence). */
   expandedSamples: number;
+  /** Live mode: the lowest headroom (see the header) of the last 25 frames, ms; NaN before them. */
+  headroomMs: number;
   /** Silent lead-in frames left out before the first input (Lead-in DTX). */
   leadInSkippedFrames: number;
   queuedMs: number;
@@ -238,11 +247,11 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
   const hist = new Float32Array(2 * MAX_PERIOD);
   const ctx = new Float32Array(hist.length);
   let expansion: Expansion | null = null;
-  /** The queue right after each of the last ACCEL_WINDOW frames took its samples (0 for a padded frame). */
+  /** The headroom (see the header), in samples, of each of the last ACCEL_WINDOW frames (0 for a padded frame). */
   const ACCEL_WINDOW = 25;
-  const queueAfter = new Int32Array(ACCEL_WINDOW);
-  let queueAfterN = 0;
-  let queueAfterI = 0;
+  const headroom = new Float64Array(ACCEL_WINDOW);
+  let headroomN = 0;
+  let headroomI = 0;
   let framesSinceAccel = 0;
 
   const ee = new EventEmitter();
@@ -329,26 +338,56 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
     st.expandedSamples += expandInto(expansion, frame, n, N - n);
   }
 
-  function noteQueueAfter(q: number): void {
-    queueAfter[queueAfterI] = q;
-    queueAfterI = (queueAfterI + 1) % ACCEL_WINDOW;
-    if (queueAfterN < ACCEL_WINDOW) queueAfterN++;
+  function lowestHeadroomMs(): number {
+    if (headroomN < ACCEL_WINDOW) return NaN;
+    let low = Infinity;
+    for (let i = 0; i < ACCEL_WINDOW; i++) low = Math.min(low, headroom[i]!);
+    return (low * 1000) / rate;
+  }
+
+  /** Frame k has just taken its samples (padded: h = 0, no headroom to spare). */
+  function noteHeadroom(padded: boolean): void {
+    const h = padded || Number.isNaN(lastInputAt) ? 0 : ((base + (k + 1) * frameMs - lastInputAt) * rate) / 1000 + fifoLen;
+    headroom[headroomI] = h;
+    headroomI = (headroomI + 1) % ACCEL_WINDOW;
+    if (headroomN < ACCEL_WINDOW) headroomN++;
     framesSinceAccel++;
   }
 
-  /** Before frame k takes its N samples: remove a period of a backlog that persisted (see the header). */
+  /** Frame k's samples are queued: remove a period of them if the headroom persisted (see the header). */
   function accelerate(): void {
-    if (queueAfterN < ACCEL_WINDOW || framesSinceAccel < 2) return;
-    let low = fifoLen - N;
-    for (let i = 0; i < ACCEL_WINDOW; i++) low = Math.min(low, queueAfter[i]!);
-    const allowed = low - accelKeep;
+    if (headroomN < ACCEL_WINDOW || framesSinceAccel < 2) return;
+    const allowed = Math.floor((lowestHeadroomMs() * rate) / 1000) - accelKeep;
     if (allowed < MIN_PERIOD) return;
     const p = findPeriod(fifo.subarray(0, fifoLen), 0, 1, MIN_PERIOD, Math.min(MAX_PERIOD, allowed));
     if (!p || p.corr < 0.9) return;
     fifoLen = removePeriod(fifo, fifoLen, 0, p.lag);
     st.acceleratedSamples += p.lag;
-    for (let i = 0; i < ACCEL_WINDOW; i++) queueAfter[i] = queueAfter[i]! - p.lag;
+    for (let i = 0; i < ACCEL_WINDOW; i++) headroom[i] = headroom[i]! - p.lag;
     framesSinceAccel = 0;
+  }
+
+  /** Input resumes after the timeline ran dry: its newest sample is labelled now + keep (see the header). */
+  function alignResumed(now: number): void {
+    const into = Math.max(0, Math.round(((now - (base + k * frameMs)) * rate) / 1000));
+    // The newest queued sample came in now: label it now + keep (the rest of what came in, before it).
+    const z = Math.max(0, Math.min(into + accelKeep - fifoLen, N + accelKeep));
+    if (fifoLen + z > fifo.length) {
+      const next = new Float32Array(2 * (fifoLen + z));
+      next.set(fifo.subarray(0, fifoLen));
+      fifo = next;
+    }
+    fifo.copyWithin(z, 0, fifoLen);
+    fifo.fill(0, 0, z);
+    if (expansion) {
+      if (expansion.gain > 0) {
+        st.expandedSamples += expandInto(expansion, fifo, 0, z);
+        resumeFrom(expansion, fifo, z, Math.min(RESUME_CROSSFADE, fifoLen));
+      }
+      expansion = null;
+    }
+    fifoLen += z;
+    st.paddedSamples += z;
   }
 
   function senderReport(now: number): Uint8Array {
@@ -366,18 +405,22 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
         st.paddedSamples += N;
         frame.fill(0);
         fillMissing(0);
-        noteQueueAfter(0);
+        noteHeadroom(true);
         sendFrame();
       }
       starved = false;
+      if (accelOn) alignResumed(now);
     }
     for (;;) {
       const capture = base + k * frameMs;
       if (fifoLen >= N && now >= capture) {
-        if (accelOn) accelerate();
+        if (accelOn) {
+          accelerate();
+          if (fifoLen < N) continue; // it waits for input that comes in a period's time
+        }
         take(N);
         resume(N);
-        noteQueueAfter(fifoLen);
+        noteHeadroom(false);
         noteDelay(capture, now);
         sendFrame();
       } else if (now >= capture + frameMs + slackMs) {
@@ -388,7 +431,7 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
         take(n);
         resume(n);
         fillMissing(n);
-        noteQueueAfter(0);
+        noteHeadroom(true);
         noteDelay(capture, now);
         sendFrame();
       } else break;
@@ -506,7 +549,7 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
       pz.close();
       log.info({ ssrc: pz.ssrc, frames: st.framesSent }, 'live session stopped');
     },
-    stats: () => ({ running, ...st, queuedMs: (fifoLen * 1000) / rate, destinations: dests.size }),
+    stats: () => ({ running, ...st, queuedMs: (fifoLen * 1000) / rate, destinations: dests.size, headroomMs: lowestHeadroomMs() }),
     on(event, fn) {
       ee.on(event, fn);
       return self;
