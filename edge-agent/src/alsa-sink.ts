@@ -388,9 +388,16 @@ export function createAlsaSink(o: AlsaSinkOptions): AlsaSink {
     rec.readyAt = now;
     pacer.anchor(now);
     stopTicking();
-    // From setImmediate: after a stall of the event loop, the poll phase reads the datagrams that came
-    // in meanwhile before the sink pulls their frames (see firmware-sim's createTicker).
-    tickTimer = timers.setInterval(() => setImmediate(safeTick), periodMs);
+    // A tick after a stall of the event loop runs from setImmediate, so that the poll phase reads the
+    // datagrams that came in meanwhile before the sink pulls their frames; an on-time tick runs at once.
+    let lastTick = clock.now();
+    tickTimer = timers.setInterval(() => {
+      const t = clock.now();
+      const late = t - lastTick > 2 * periodMs;
+      lastTick = t;
+      if (late) setImmediate(safeTick);
+      else safeTick();
+    }, periodMs);
     safeTick();
   };
 
