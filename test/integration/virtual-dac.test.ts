@@ -178,6 +178,28 @@ describe('virtual DAC on real time', () => {
     ticker.stop();
     expect(ds.every((d) => d.stats().skippedFrames === 0)).toBe(true);
   });
+  it('the subscribers of a ticker take turns at running first; one that leaves mid-tick is not called', async () => {
+    const ticker = createTicker(5);
+    const log: string[] = [];
+    const offs = ['a', 'b', 'c'].map((name) => ticker.add(() => { log.push(name); }));
+    await waitFor(() => log.length >= 18, 10_000, '6 ticks');
+    for (const off of offs) off();
+    ticker.stop();
+    const ticks = Array.from({ length: 6 }, (_, i) => log.slice(3 * i, 3 * i + 3));
+    for (const t of ticks) expect([...t].sort()).toEqual(['a', 'b', 'c']); // each once per tick
+    expect(ticks.map((t) => t[0])).toEqual(['a', 'b', 'c', 'a', 'b', 'c']); // first by turns
+    // On a fresh ticker x runs first in the first tick and makes y leave: y is called neither in that tick nor later.
+    const ticker2 = createTicker(5);
+    const log2: string[] = [];
+    let offY: () => void = () => {};
+    const offX = ticker2.add(() => { log2.push('x'); offY(); });
+    offY = ticker2.add(() => { log2.push('y'); });
+    await waitFor(() => log2.length >= 3, 10_000, '3 ticks');
+    offX();
+    ticker2.stop();
+    expect(log2).not.toContain('y');
+  });
+
   it('after a stall of the event loop, the ticker runs after the datagrams that came in meanwhile were read', async () => {
     const ticker = createTicker(5);
     const sock = dgram.createSocket('udp4');
