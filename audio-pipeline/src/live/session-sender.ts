@@ -414,7 +414,8 @@ export function createSessionSender(o: SessionSenderOptions): SessionSender {
     for (;;) {
       const capture = base + k * frameMs;
       if (fifoLen >= N && now >= capture) {
-        if (accelOn) {
+        // Not for a frame already past its window (the loop was late): waiting for more input would pad it.
+        if (accelOn && now < capture + frameMs) {
           accelerate();
           if (fifoLen < N) continue; // it waits for input that comes in a period's time
         }
