@@ -72,8 +72,8 @@ export function createTicker(intervalMs = 10): Ticker {
   let timer: NodeJS.Timeout | undefined;
   let round = 0;
   // Each tick starts one subscriber further on: the sinks of one process take turns at being first.
-  // In a fixed order the last sink would always write after the others' pulls and decodes (10 pipe
-  // sinks: some 0.3 ms), a lateness real clusters, each on its own CPU, do not have.
+  // In a fixed order the last sink would always write after all the others' pulls and decodes, a
+  // lateness that real clusters, each on its own CPU, do not have (it showed as inter-cluster skew).
   const run = (): void => {
     const list = [...subs];
     const n = list.length;
